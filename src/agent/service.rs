@@ -1,0 +1,143 @@
+//! Agent operations: every change stores a new immutable version and recompiles instructions;
+//! rollback copies an old snapshot forward as a new version, so history is never rewritten.
+
+use tracing::instrument;
+
+use super::AgentSpec;
+use super::instructions::compile;
+use crate::domain::{AgentId, TenantId, UserId};
+use crate::store::agents::{self, AgentRow, NewVersion, VersionSummaryRow};
+use crate::store::{Db, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent not found")]
+    NotFound,
+    #[error("agent version not found")]
+    VersionNotFound,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for AgentError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => AgentError::NotFound,
+            other => AgentError::Store(other),
+        }
+    }
+}
+
+/// An agent with the history summary its detail view shows.
+#[derive(Debug, Clone)]
+pub struct AgentDetail {
+    pub agent: AgentRow,
+    pub version_count: i64,
+    pub recent_versions: Vec<VersionSummaryRow>,
+}
+
+/// How many versions the agent detail lists; the versions route lists all.
+pub const RECENT_VERSIONS: i64 = 20;
+
+#[instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn create(
+    db: &Db,
+    tenant: TenantId,
+    user: UserId,
+    spec: AgentSpec,
+) -> Result<AgentRow, AgentError> {
+    let compiled = compile(&spec);
+    let mut tx = db.begin_write().await?;
+    let agent = agents::insert(
+        &mut tx,
+        tenant,
+        NewVersion { spec: &spec, compiled: &compiled, rolled_back_from: None, created_by: user },
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(agent_id = agent.id, "agent created");
+    Ok(agent)
+}
+
+/// Applies `change` to the current snapshot and stores the result as a new version. The current
+/// snapshot is read inside the write transaction, so concurrent partial updates never lose each
+/// other's fields.
+#[instrument(skip_all, fields(tenant_id = %tenant, agent_id = %agent))]
+pub async fn update(
+    db: &Db,
+    tenant: TenantId,
+    user: UserId,
+    agent: AgentId,
+    change: impl FnOnce(AgentSpec) -> AgentSpec,
+) -> Result<AgentRow, AgentError> {
+    let mut tx = db.begin_write().await?;
+    let version = agents::bump_version(&mut tx, tenant, agent).await?;
+    let current = agents::version_in(&mut *tx, tenant, agent, version - 1).await?;
+    let spec = change(current.snapshot.spec()?);
+    let compiled = compile(&spec);
+    let row = agents::add_version(
+        &mut tx,
+        tenant,
+        agent,
+        version,
+        NewVersion { spec: &spec, compiled: &compiled, rolled_back_from: None, created_by: user },
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(version, "agent updated");
+    Ok(row)
+}
+
+/// Makes version `from` current again as a new version with the same snapshot and the same
+/// compiled instructions.
+#[instrument(skip_all, fields(tenant_id = %tenant, agent_id = %agent))]
+pub async fn rollback(
+    db: &Db,
+    tenant: TenantId,
+    user: UserId,
+    agent: AgentId,
+    from: i64,
+) -> Result<AgentRow, AgentError> {
+    let mut tx = db.begin_write().await?;
+    let version = agents::bump_version(&mut tx, tenant, agent).await?;
+    let old = match agents::version_in(&mut *tx, tenant, agent, from).await {
+        // `version` is the one being created; rolling back to it (or beyond) is no rollback.
+        Ok(old) if from < version => old,
+        Ok(_) | Err(StoreError::NotFound) => return Err(AgentError::VersionNotFound),
+        Err(other) => return Err(other.into()),
+    };
+    let spec = old.snapshot.spec()?;
+    let compiled = super::instructions::Compiled {
+        text: old.compiled_instructions,
+        hash: old.instructions_hash,
+    };
+    let row = agents::add_version(
+        &mut tx,
+        tenant,
+        agent,
+        version,
+        NewVersion { spec: &spec, compiled: &compiled, rolled_back_from: Some(from), created_by: user },
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(version, from, "agent rolled back");
+    Ok(row)
+}
+
+pub async fn detail(db: &Db, tenant: TenantId, agent: AgentId) -> Result<AgentDetail, AgentError> {
+    let row = agents::get(db, tenant, agent).await?;
+    let version_count = agents::count_versions(db, tenant, agent).await?;
+    let recent_versions = agents::versions(db, tenant, agent, RECENT_VERSIONS).await?;
+    Ok(AgentDetail { agent: row, version_count, recent_versions })
+}
+
+/// Deletes an agent permanently. Phone numbers are unassigned by the numbers issue's foreign key
+/// once it exists; calls in progress will hold the agent in `deleting` (media gateway issue).
+#[instrument(skip_all, fields(tenant_id = %tenant, agent_id = %agent))]
+pub async fn delete(db: &Db, tenant: TenantId, agent: AgentId) -> Result<(), AgentError> {
+    let mut tx = db.begin_write().await?;
+    agents::delete(&mut tx, tenant, agent).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!("agent deleted");
+    Ok(())
+}

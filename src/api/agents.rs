@@ -1,0 +1,496 @@
+//! The agents resource: list, create, get, replace (`PUT`), patch, delete, versions and rollback.
+//! Members may read; owners and admins manage.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Auth, Fields, JsonBody, Optional, parse_id};
+use super::{AppState, JsonResult, Voices};
+use crate::agent::service::{self, AgentDetail};
+use crate::agent::{AgentSpec, HUMOUR_MAX, NAME_MAX_CHARS, Personality, SLIDER_MAX, SYSTEM_PROMPT_MAX_CHARS};
+use crate::domain::{AgentId, Language, Role};
+use crate::store::agents::{self as store, AgentRow, VersionRow, VersionSummaryRow};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_agents, create_agent))
+        .routes(routes!(get_agent, replace_agent, patch_agent, delete_agent))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version))
+        .routes(routes!(rollback))
+}
+
+/// An agent as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentSummary {
+    pub id: i64,
+    pub name: String,
+    pub voice: String,
+    pub language: String,
+    pub current_version: i64,
+    pub has_number: bool,
+    /// `active`, or `deleting` while calls in progress finish.
+    pub status: String,
+    pub created_at: String,
+}
+
+/// One agent in full: current settings, compiled instructions, history summary and number.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    #[serde(flatten)]
+    pub summary: AgentSummary,
+    #[serde(flatten)]
+    pub settings: Settings,
+    pub compiled_instructions: String,
+    /// SHA-256 (hex) of `compiled_instructions`.
+    pub instructions_hash: String,
+    /// The assigned phone number (E.164), null until one is assigned.
+    pub number: Option<String>,
+    pub version_count: i64,
+    /// The most recent versions, newest first (all of them at `/versions`).
+    pub versions: Vec<VersionSummary>,
+    pub updated_at: String,
+}
+
+/// The configurable fields of a snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Settings {
+    pub system_prompt: Option<String>,
+    pub humour_level: i64,
+    pub empathy_level: i64,
+    pub formality_level: i64,
+    pub energy_level: i64,
+    pub directness_level: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionSummary {
+    pub version: i64,
+    pub name: String,
+    pub instructions_hash: String,
+    /// The version this one restored, for rollbacks.
+    pub rolled_back_from: Option<i64>,
+    /// The user who made this version.
+    pub created_by: Option<i64>,
+    pub created_at: String,
+}
+
+/// A full version snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    pub version: i64,
+    pub name: String,
+    pub voice: String,
+    pub language: String,
+    #[serde(flatten)]
+    pub settings: Settings,
+    pub compiled_instructions: String,
+    pub instructions_hash: String,
+    pub rolled_back_from: Option<i64>,
+    pub created_by: Option<i64>,
+    pub created_at: String,
+}
+
+impl From<&AgentRow> for AgentSummary {
+    fn from(row: &AgentRow) -> Self {
+        AgentSummary {
+            id: row.id,
+            name: row.snapshot.name.clone(),
+            voice: row.snapshot.voice.clone(),
+            language: row.snapshot.language.clone(),
+            current_version: row.current_version,
+            // Phone numbers arrive with the telephony issue; until then no agent has one.
+            has_number: false,
+            status: row.status.clone(),
+            created_at: row.created_at.clone(),
+        }
+    }
+}
+
+fn settings(s: &store::SnapshotColumns) -> Settings {
+    Settings {
+        system_prompt: s.system_prompt.clone(),
+        humour_level: s.humour_level,
+        empathy_level: s.empathy_level,
+        formality_level: s.formality_level,
+        energy_level: s.energy_level,
+        directness_level: s.directness_level,
+    }
+}
+
+impl From<VersionSummaryRow> for VersionSummary {
+    fn from(row: VersionSummaryRow) -> Self {
+        VersionSummary {
+            version: row.version,
+            name: row.name,
+            instructions_hash: row.instructions_hash,
+            rolled_back_from: row.rolled_back_from,
+            created_by: row.created_by,
+            created_at: row.created_at,
+        }
+    }
+}
+
+impl From<VersionRow> for VersionView {
+    fn from(row: VersionRow) -> Self {
+        VersionView {
+            version: row.version,
+            settings: settings(&row.snapshot),
+            name: row.snapshot.name,
+            voice: row.snapshot.voice,
+            language: row.snapshot.language,
+            compiled_instructions: row.compiled_instructions,
+            instructions_hash: row.instructions_hash,
+            rolled_back_from: row.rolled_back_from,
+            created_by: row.created_by,
+            created_at: row.created_at,
+        }
+    }
+}
+
+impl From<AgentDetail> for AgentView {
+    fn from(detail: AgentDetail) -> Self {
+        let row = detail.agent;
+        AgentView {
+            summary: AgentSummary::from(&row),
+            settings: settings(&row.snapshot),
+            compiled_instructions: row.compiled_instructions,
+            instructions_hash: row.instructions_hash,
+            number: None,
+            version_count: detail.version_count,
+            versions: detail.recent_versions.into_iter().map(VersionSummary::from).collect(),
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[allow(dead_code)] // Documentation of the request body; parsing goes through `Fields`.
+mod docs {
+    use utoipa::ToSchema;
+
+    /// The seed's agent fields. `PUT` and `POST` require name, voice and language; `PATCH`
+    /// takes any subset. An optional field sent as null takes its default.
+    #[derive(ToSchema)]
+    pub struct AgentRequest {
+        /// Display name, 1 to 100 characters.
+        pub name: String,
+        /// A voice id from the engine's catalogue (e.g. aria, leo).
+        pub voice: String,
+        /// BCP-47 language tag (e.g. en-AU, es-MX).
+        pub language: String,
+        /// Base instructions, up to 20000 characters.
+        pub system_prompt: Option<String>,
+        /// 0 to 30, default 10.
+        pub humour_level: Option<i64>,
+        /// 0 to 100, default 50.
+        pub empathy_level: Option<i64>,
+        /// 0 to 100, default 50.
+        pub formality_level: Option<i64>,
+        /// 0 to 100, default 50.
+        pub energy_level: Option<i64>,
+        /// 0 to 100, default 50.
+        pub directness_level: Option<i64>,
+    }
+}
+
+/// Whether a request must carry every required field (create, replace) or any subset (patch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completeness {
+    Full,
+    Partial,
+}
+
+/// Validated agent fields from a request body.
+struct AgentInput {
+    name: Optional<String>,
+    voice: Optional<String>,
+    language: Optional<Language>,
+    system_prompt: Optional<String>,
+    humour: Optional<u8>,
+    empathy: Optional<u8>,
+    formality: Optional<u8>,
+    energy: Optional<u8>,
+    directness: Optional<u8>,
+}
+
+impl AgentInput {
+    fn parse(body: &JsonBody, voices: &Voices, completeness: Completeness) -> Result<Self, ApiError> {
+        let mut fields = Fields::new(body);
+        let required = |fields: &mut Fields, field: &str, max: usize| match completeness {
+            Completeness::Full => fields.required_string(field, max).map_or(Optional::Absent, Optional::Value),
+            Completeness::Partial => match fields.optional_string(field, max) {
+                Optional::Null => {
+                    fields.error(field, "must not be null");
+                    Optional::Absent
+                }
+                other => other,
+            },
+        };
+        let name = required(&mut fields, "name", NAME_MAX_CHARS);
+        let voice = match required(&mut fields, "voice", 64) {
+            Optional::Value(voice) if !voices.0.contains(&voice) => {
+                fields.error("voice", format!("must be one of: {}", voices.0.join(", ")));
+                Optional::Absent
+            }
+            other => other,
+        };
+        let language = match required(&mut fields, "language", 64) {
+            Optional::Value(tag) => fields.check("language", Language::parse(&tag)).map_or(Optional::Absent, Optional::Value),
+            Optional::Absent => Optional::Absent,
+            Optional::Null => Optional::Null,
+        };
+        let system_prompt = fields.optional_string("system_prompt", SYSTEM_PROMPT_MAX_CHARS);
+        let mut slider = |field: &str, max: u8| match fields.optional_int(field, 0, i64::from(max)) {
+            Optional::Value(v) => Optional::Value(v as u8),
+            Optional::Absent => Optional::Absent,
+            Optional::Null => Optional::Null,
+        };
+        let input = AgentInput {
+            humour: slider("humour_level", HUMOUR_MAX),
+            empathy: slider("empathy_level", SLIDER_MAX),
+            formality: slider("formality_level", SLIDER_MAX),
+            energy: slider("energy_level", SLIDER_MAX),
+            directness: slider("directness_level", SLIDER_MAX),
+            name,
+            voice,
+            language,
+            system_prompt,
+        };
+        fields.finish()?;
+        Ok(input)
+    }
+
+    /// The complete spec of a create or replace (every required field was present).
+    fn into_spec(self) -> Result<AgentSpec, ApiError> {
+        let missing = || ApiError::Internal("validated agent input lacks a required field".into());
+        let d = Personality::default();
+        Ok(AgentSpec {
+            name: into_value(self.name).ok_or_else(missing)?,
+            voice: into_value(self.voice).ok_or_else(missing)?,
+            language: into_value(self.language).ok_or_else(missing)?,
+            system_prompt: into_value(self.system_prompt),
+            personality: Personality {
+                humour: self.humour.or(d.humour),
+                empathy: self.empathy.or(d.empathy),
+                formality: self.formality.or(d.formality),
+                energy: self.energy.or(d.energy),
+                directness: self.directness.or(d.directness),
+            },
+        })
+    }
+
+    /// Applies a partial update to the current spec.
+    fn apply(self, current: AgentSpec) -> AgentSpec {
+        let d = Personality::default();
+        let p = current.personality;
+        AgentSpec {
+            name: self.name.patch(current.name.clone(), current.name),
+            voice: self.voice.patch(current.voice.clone(), current.voice),
+            language: self.language.patch(current.language.clone(), current.language),
+            system_prompt: match self.system_prompt {
+                Optional::Absent => current.system_prompt,
+                Optional::Null => None,
+                Optional::Value(prompt) => Some(prompt),
+            },
+            personality: Personality {
+                humour: self.humour.patch(p.humour, d.humour),
+                empathy: self.empathy.patch(p.empathy, d.empathy),
+                formality: self.formality.patch(p.formality, d.formality),
+                energy: self.energy.patch(p.energy, d.energy),
+                directness: self.directness.patch(p.directness, d.directness),
+            },
+        }
+    }
+}
+
+fn into_value<T>(field: Optional<T>) -> Option<T> {
+    match field {
+        Optional::Value(v) => Some(v),
+        Optional::Absent | Optional::Null => None,
+    }
+}
+
+fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
+    parse_id(raw).map(AgentId)
+}
+
+async fn view(state: &AppState, auth: &Auth, agent: AgentId) -> JsonResult<AgentView> {
+    let detail = service::detail(&state.db, auth.tenant()?, agent).await?;
+    Ok(Json(detail.into()))
+}
+
+/// All agents of the active business.
+#[utoipa::path(
+    get, path = "/api/agents", tag = "agents", security(("bearer" = [])),
+    responses((status = 200, body = Vec<AgentSummary>), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
+)]
+async fn list_agents(State(state): State<AppState>, auth: Auth) -> JsonResult<Vec<AgentSummary>> {
+    let rows = store::list(&state.db, auth.tenant()?).await?;
+    Ok(Json(rows.iter().map(AgentSummary::from).collect()))
+}
+
+/// Creates an agent (version 1) and compiles its instructions.
+#[utoipa::path(
+    post, path = "/api/agents", tag = "agents", security(("bearer" = [])),
+    request_body = docs::AgentRequest,
+    responses(
+        (status = 201, body = AgentView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Members cannot manage agents", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+async fn create_agent(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: JsonBody,
+) -> Result<(StatusCode, Json<AgentView>), ApiError> {
+    let tenant = auth.require(Role::Admin)?;
+    let spec = AgentInput::parse(&body, &state.voices, Completeness::Full)?.into_spec()?;
+    let row = service::create(&state.db, tenant, auth.user_id, spec).await?;
+    let Json(view) = view(&state, &auth, AgentId(row.id)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// One agent with compiled instructions, version history summary and assigned number.
+#[utoipa::path(
+    get, path = "/api/agents/{id}", tag = "agents", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = AgentView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn get_agent(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> JsonResult<AgentView> {
+    view(&state, &auth, agent_id(&id)?).await
+}
+
+/// Replaces the agent's settings (same fields as create) as a new version.
+#[utoipa::path(
+    put, path = "/api/agents/{id}", tag = "agents", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    request_body = docs::AgentRequest,
+    responses(
+        (status = 200, body = AgentView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+async fn replace_agent(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> JsonResult<AgentView> {
+    let tenant = auth.require(Role::Admin)?;
+    let agent = agent_id(&id)?;
+    let spec = AgentInput::parse(&body, &state.voices, Completeness::Full)?.into_spec()?;
+    service::update(&state.db, tenant, auth.user_id, agent, |_| spec).await?;
+    view(&state, &auth, agent).await
+}
+
+/// Changes some of the agent's settings as a new version.
+#[utoipa::path(
+    patch, path = "/api/agents/{id}", tag = "agents", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    request_body = docs::AgentRequest,
+    responses(
+        (status = 200, body = AgentView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+async fn patch_agent(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> JsonResult<AgentView> {
+    let tenant = auth.require(Role::Admin)?;
+    let agent = agent_id(&id)?;
+    let input = AgentInput::parse(&body, &state.voices, Completeness::Partial)?;
+    service::update(&state.db, tenant, auth.user_id, agent, |current| input.apply(current)).await?;
+    view(&state, &auth, agent).await
+}
+
+/// Deletes the agent permanently, with its versions.
+#[utoipa::path(
+    delete, path = "/api/agents/{id}", tag = "agents", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn delete_agent(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = auth.require(Role::Admin)?;
+    service::delete(&state.db, tenant, agent_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The agent's whole version history, newest first.
+#[utoipa::path(
+    get, path = "/api/agents/{id}/versions", tag = "agents", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<VersionSummary>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn list_versions(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> JsonResult<Vec<VersionSummary>> {
+    let tenant = auth.tenant()?;
+    let agent = agent_id(&id)?;
+    // An agent always has version 1, so an empty history means no such agent here.
+    let rows = store::versions(&state.db, tenant, agent, i64::MAX).await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound("agent not found".into()));
+    }
+    Ok(Json(rows.into_iter().map(VersionSummary::from).collect()))
+}
+
+/// One version snapshot with its compiled instructions.
+#[utoipa::path(
+    get, path = "/api/agents/{id}/versions/{version}", tag = "agents", security(("bearer" = [])),
+    params(("id" = i64, Path), ("version" = i64, Path)),
+    responses((status = 200, body = VersionView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn get_version(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, version)): Path<(String, String)>,
+) -> JsonResult<VersionView> {
+    let tenant = auth.tenant()?;
+    let row = store::version(&state.db, tenant, agent_id(&id)?, parse_id(&version)?).await?;
+    Ok(Json(row.into()))
+}
+
+/// Makes an old version current again, as a new version; history is kept.
+#[utoipa::path(
+    post, path = "/api/agents/{id}/versions/{version}/rollback", tag = "agents", security(("bearer" = [])),
+    params(("id" = i64, Path), ("version" = i64, Path)),
+    responses(
+        (status = 200, body = AgentView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such agent or version", body = ErrorBody),
+    )
+)]
+async fn rollback(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, version)): Path<(String, String)>,
+) -> JsonResult<AgentView> {
+    let tenant = auth.require(Role::Admin)?;
+    let agent = agent_id(&id)?;
+    service::rollback(&state.db, tenant, auth.user_id, agent, parse_id(&version)?).await?;
+    view(&state, &auth, agent).await
+}

@@ -1,0 +1,174 @@
+//! The REST API: axum routes only. Handlers parse and authorise, call services, and map errors
+//! through [`error::ApiError`].
+//!
+//! A request passes, outermost first: request id → tracing span → observation (metrics, 5xx
+//! cause logging) → panic catcher → body limit → routing → for `/api/*` routes, authentication
+//! and the per-token rate limit ([`auth::authenticate`]) → the handler.
+
+pub mod agents;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod ratelimit;
+pub mod system;
+pub mod tenants;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Limits;
+use crate::store::Db;
+use error::{ApiError, ErrorCause};
+use ratelimit::RateLimiters;
+
+/// The voice ids agents may use (a configured list until the speech models provide a catalogue).
+#[derive(Debug, Clone)]
+pub struct Voices(pub Arc<Vec<String>>);
+
+/// Shared application state: a few `Arc`s, cheap to clone; handlers take only what they need
+/// through `FromRef`.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub db: Db,
+    pub limiters: Arc<RateLimiters>,
+    pub voices: Voices,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(db: Db, limits: &Limits, voices: Vec<String>) -> Self {
+        Self {
+            db,
+            limiters: Arc::new(RateLimiters::new(limits)),
+            voices: Voices(Arc::new(voices)),
+            metrics: crate::telemetry::metrics_handle(),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "CallGenius API",
+        description = "Manage agents, calls, phone numbers, campaigns, knowledge and billing. \
+                       Every response is JSON; errors carry a message and, for 422, an errors \
+                       object with every invalid field."
+    ),
+    modifiers(&BearerSecurity),
+    tags(
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "tenants", description = "Businesses and their members"),
+        (name = "agents", description = "Versioned voice agents"),
+        (name = "system", description = "Health, readiness, metrics and this description"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document generated from the routes below.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = resource_routes().split_for_parts();
+    doc.merge(system::routes().split_for_parts().1);
+    doc
+}
+
+/// Routes that act for a token holder (authenticated and rate limited).
+fn resource_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes())
+        .merge(tenants::routes())
+        .merge(agents::routes())
+}
+
+/// Builds the whole HTTP application for `state`.
+pub fn router(state: AppState, limits: &Limits) -> Router {
+    let (resources, mut doc) = resource_routes().split_for_parts();
+    let (system, system_doc) = system::routes().split_for_parts();
+    doc.merge(system_doc);
+    let resources =
+        resources.layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(resources)
+        .merge(system.layer(axum::Extension(Arc::new(doc))))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(middleware::from_fn(observe))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
+        )
+        .with_state(state)
+}
+
+/// Counts and times every request by route template (never by id), and logs the cause of any
+/// server error exactly once.
+async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status();
+    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
+        tracing::error!(status = status.as_u16(), %cause, "request failed");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(),
+        "status" => status.as_u16().to_string())
+    .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(elapsed);
+    response
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    ApiError::Internal(format!("handler panicked: {detail}")).into_response()
+}
+
+/// A JSON 200 body.
+pub type JsonResult<T> = Result<Json<T>, ApiError>;

@@ -1,0 +1,94 @@
+//! Request rate limits (GCRA through `governor`): per API token for the whole API, and per client
+//! address for login and register. Each limiter allows a burst of its per-minute quota and then
+//! refills evenly, so the request after the quota within a minute is refused.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::config::Limits;
+use crate::domain::TokenId;
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed { limit: u32, remaining: u32 },
+    Limited { limit: u32, retry_after_secs: u64 },
+}
+
+pub struct RateLimiters {
+    per_token: Keyed<TokenId>,
+    per_token_limit: u32,
+    per_address: Keyed<IpAddr>,
+    per_address_limit: u32,
+}
+
+impl RateLimiters {
+    pub fn new(limits: &Limits) -> Self {
+        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            per_token: RateLimiter::keyed(quota(limits.requests_per_minute)).with_middleware(),
+            per_token_limit: limits.requests_per_minute,
+            per_address: RateLimiter::keyed(quota(limits.auth_requests_per_minute)).with_middleware(),
+            per_address_limit: limits.auth_requests_per_minute,
+        }
+    }
+
+    pub fn check_token(&self, token: TokenId) -> Decision {
+        decide(&self.per_token, &token, self.per_token_limit)
+    }
+
+    pub fn check_address(&self, address: IpAddr) -> Decision {
+        decide(&self.per_address, &address, self.per_address_limit)
+    }
+
+    /// Forgets keys whose buckets are full again; called periodically to bound memory.
+    pub fn forget_idle(&self) {
+        self.per_token.retain_recent();
+        self.per_address.retain_recent();
+    }
+}
+
+fn decide<K: Clone + Eq + std::hash::Hash>(limiter: &Keyed<K>, key: &K, limit: u32) -> Decision {
+    match limiter.check_key(key) {
+        Ok(snapshot) => Decision::Allowed { limit, remaining: snapshot.remaining_burst_capacity() },
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            // Round up: retrying after a truncated delay would be refused again.
+            let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            Decision::Limited { limit, retry_after_secs: retry_after_secs.max(1) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_after_the_quota_is_limited_per_key() {
+        let limiters = RateLimiters::new(&Limits {
+            requests_per_minute: 3,
+            auth_requests_per_minute: 1,
+            max_body_bytes: 1024,
+        });
+        let a = TokenId(1);
+        for expected in [2, 1, 0] {
+            assert_eq!(limiters.check_token(a), Decision::Allowed { limit: 3, remaining: expected });
+        }
+        match limiters.check_token(a) {
+            Decision::Limited { limit: 3, retry_after_secs } => assert!((1..=20).contains(&retry_after_secs)),
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        assert!(matches!(limiters.check_token(TokenId(2)), Decision::Allowed { .. }));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(matches!(limiters.check_address(ip), Decision::Allowed { .. }));
+        assert!(matches!(limiters.check_address(ip), Decision::Limited { .. }));
+    }
+}

@@ -1,0 +1,89 @@
+//! Operational routes: liveness, readiness, Prometheus metrics, the OpenAPI description and the
+//! interactive documentation page (self-contained: it works on a machine with no internet).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+/// The engine can serve: the database answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "system",
+    responses((status = 200, body = Readiness), (status = 503, description = "The database does not answer", body = ErrorBody))
+)]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+    state.db.ping().await.map_err(|error| {
+        ApiError::Unavailable(format!("database unreachable: {}", ApiError::internal(error).cause()))
+    })?;
+    Ok(Json(Readiness { status: "ready".into(), database: state.db.backend().as_str().into() }))
+}
+
+/// Request counts and latencies by route, in the Prometheus text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
+)]
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// This API's OpenAPI 3.1 description.
+#[utoipa::path(
+    get, path = "/api/openapi.json", tag = "system",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"))
+)]
+async fn openapi_json(Extension(doc): Extension<Arc<OpenApi>>) -> Response {
+    match doc.to_json() {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(error) => ApiError::internal(error).into_response(),
+    }
+}
+
+/// Interactive documentation: every route of the OpenAPI description, with a form to call it.
+#[utoipa::path(
+    get, path = "/docs", tag = "system",
+    responses((status = 200, description = "HTML page", content_type = "text/html"))
+)]
+async fn docs() -> (StatusCode, Html<&'static str>) {
+    (StatusCode::OK, Html(include_str!("docs.html")))
+}

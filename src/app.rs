@@ -1,0 +1,119 @@
+//! Application start-up: connect and migrate the database, bind the listener (port 0 allowed),
+//! build the router, and run the server and its background workers until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::store::{Db, StoreError};
+
+/// How often idle rate-limit buckets are forgotten and metric histograms are compacted.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open the database")]
+    Database(#[source] StoreError),
+    #[error("cannot migrate the database")]
+    Migrate(#[source] StoreError),
+    #[error("cannot listen on {addr}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A built engine: the database is migrated and the listener bound, nothing served yet.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    public_url: String,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let db = Db::connect(&config.effective_database_url(), config.db_max_connections)
+            .await
+            .map_err(StartError::Database)?;
+        db.migrate().await.map_err(StartError::Migrate)?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: config.addr, source })?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local_addr}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let state = AppState::new(db, &config.limits, config.voices.clone());
+        let router = api::router(state.clone(), &config.limits);
+        tracing::info!(
+            %local_addr, %public_url, database = state.db.backend().as_str(),
+            "callgenius listening"
+        );
+        Ok(Self { listener, local_addr, public_url, router, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The externally reachable base URL (configured, or the bound address).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// and closes the database pool. Returns early, with the error, if the server fails.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application { listener, router, state, .. } = self;
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown);
+        let maintenance = maintenance(state.clone());
+        let outcome = tokio::select! {
+            result = server => {
+                tracing::info!("http server stopped");
+                result.map_err(anyhow::Error::from)
+            }
+            () = maintenance => Err(anyhow::anyhow!("maintenance worker exited")),
+        };
+        state.db.close().await;
+        tracing::info!("database pool closed");
+        outcome
+    }
+}
+
+/// Periodic housekeeping that bounds memory: forgets idle rate-limit keys and compacts metric
+/// histograms. Runs until the application stops.
+async fn maintenance(state: AppState) {
+    let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        state.limiters.forget_idle();
+        state.metrics.run_upkeep();
+    }
+}

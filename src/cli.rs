@@ -1,0 +1,66 @@
+//! Command-line interface. Flags win over their environment variables, which win over the
+//! optional config file (see [`crate::config`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::config::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(name = "callgenius", version, about = "Self-hostable voice-call runtime")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the engine: REST API (and, as they land, media edge and workers).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Optional TOML configuration file.
+    #[arg(long, env = "CALLGENIUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (the chosen address is logged).
+    #[arg(long, env = "CALLGENIUS_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Directory for the SQLite database (and later recordings and documents).
+    #[arg(long, env = "CALLGENIUS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` switches to PostgreSQL; `sqlite:…` names another SQLite file.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Externally reachable base URL, used in signed URLs and carrier set-up.
+    #[arg(long, env = "CALLGENIUS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Requests a minute allowed per API token.
+    #[arg(long, env = "CALLGENIUS_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Login and register attempts a minute allowed per client address.
+    #[arg(long, env = "CALLGENIUS_AUTH_RATE_LIMIT_PER_MINUTE")]
+    pub auth_rate_limit_per_minute: Option<u32>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "CALLGENIUS_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+}
+
+impl ServeArgs {
+    pub fn into_overrides(self) -> Overrides {
+        Overrides {
+            config_file: self.config,
+            addr: self.addr,
+            data_dir: self.data_dir,
+            database_url: self.database_url.map(SecretString::from),
+            public_url: self.public_url,
+            requests_per_minute: self.rate_limit_per_minute,
+            auth_requests_per_minute: self.auth_rate_limit_per_minute,
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Layered configuration: built-in defaults, then an optional TOML file, then environment
+//! variables and command-line flags (clap resolves those two, flags winning).
+//!
+//! Secrets (the database URL may carry a password) are wrapped in [`SecretString`] so that
+//! `Debug` output and logs never print them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Default voice ids offered until the speech-model catalogue replaces this list.
+pub const DEFAULT_VOICES: &[&str] = &["aria", "leo"];
+
+/// Everything the engine needs to start, after layering.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite:…`; `None` means the SQLite file under `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Externally reachable base URL; `None` means `http://<bound address>`.
+    pub public_url: Option<String>,
+    pub limits: Limits,
+    pub voices: Vec<String>,
+    pub db_max_connections: u32,
+}
+
+/// Request limits enforced by the API.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Requests a minute per token.
+    pub requests_per_minute: u32,
+    /// Login and register attempts a minute per client address.
+    pub auth_requests_per_minute: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { requests_per_minute: 120, auth_requests_per_minute: 20, max_body_bytes: 1024 * 1024 }
+    }
+}
+
+impl Config {
+    /// The configuration a test or an embedder starts from: loopback, port 0, SQLite in `data_dir`.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            database_url: None,
+            public_url: None,
+            limits: Limits::default(),
+            voices: DEFAULT_VOICES.iter().map(|v| v.to_string()).collect(),
+            db_max_connections: 10,
+        }
+    }
+
+    /// The database URL to connect to: the configured one, or the SQLite file in the data dir.
+    pub fn effective_database_url(&self) -> SecretString {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let path = self.data_dir.join("callgenius.db");
+                SecretString::from(format!("sqlite://{}?mode=rwc", path.display()))
+            }
+        }
+    }
+}
+
+/// Values that flags or environment variables may set; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub addr: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<SecretString>,
+    pub public_url: Option<String>,
+    pub requests_per_minute: Option<u32>,
+    pub auth_requests_per_minute: Option<u32>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    requests_per_minute: Option<u32>,
+    auth_requests_per_minute: Option<u32>,
+    max_body_bytes: Option<usize>,
+    voices: Option<Vec<String>>,
+    db_max_connections: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid setting {setting}: {reason}")]
+    Invalid { setting: &'static str, reason: String },
+}
+
+impl Config {
+    /// Layers defaults, the optional file and the overrides, then validates the result.
+    pub fn load(overrides: Overrides) -> Result<Self, ConfigError> {
+        let file = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = Config::with_data_dir("./data");
+        let limits = Limits {
+            requests_per_minute: overrides
+                .requests_per_minute
+                .or(file.requests_per_minute)
+                .unwrap_or(defaults.limits.requests_per_minute),
+            auth_requests_per_minute: overrides
+                .auth_requests_per_minute
+                .or(file.auth_requests_per_minute)
+                .unwrap_or(defaults.limits.auth_requests_per_minute),
+            max_body_bytes: overrides
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(defaults.limits.max_body_bytes),
+        };
+        let config = Config {
+            addr: overrides
+                .addr
+                .or(file.addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: overrides.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
+            database_url: overrides
+                .database_url
+                .or(file.database_url.map(SecretString::from)),
+            public_url: overrides.public_url.or(file.public_url),
+            limits,
+            voices: file.voices.unwrap_or(defaults.voices),
+            db_max_connections: file.db_max_connections.unwrap_or(defaults.db_max_connections),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| ConfigError::Invalid { setting, reason: reason.into() };
+        if let Some(url) = &self.database_url {
+            let url = url.expose_secret();
+            let known = ["postgres://", "postgresql://", "sqlite:"];
+            if !known.iter().any(|p| url.starts_with(p)) {
+                return Err(invalid("database_url", "must start with postgres://, postgresql:// or sqlite:"));
+            }
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("public_url", "must be an http:// or https:// URL"));
+        }
+        if self.limits.requests_per_minute == 0 || self.limits.auth_requests_per_minute == 0 {
+            return Err(invalid("requests_per_minute", "must be at least 1"));
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(invalid("max_body_bytes", "must be at least 1024"));
+        }
+        if self.voices.is_empty() {
+            return Err(invalid("voices", "must list at least one voice"));
+        }
+        if self.db_max_connections == 0 {
+            return Err(invalid("db_max_connections", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_beat_the_file_and_the_file_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("cg-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("callgenius.toml");
+        std::fs::write(
+            &file,
+            "addr = \"127.0.0.1:9000\"\nrequests_per_minute = 60\nvoices = [\"joe\"]\n",
+        )
+        .unwrap();
+        let config = Config::load(Overrides {
+            config_file: Some(file),
+            requests_per_minute: Some(30),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.addr.port(), 9000);
+        assert_eq!(config.limits.requests_per_minute, 30);
+        assert_eq!(config.limits.auth_requests_per_minute, 20);
+        assert_eq!(config.voices, vec!["joe".to_string()]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_database_password() {
+        let config = Config::load(Overrides {
+            database_url: Some(SecretString::from("postgres://u:hunter2@db/cg")),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_database_schemes_and_typos_are_refused() {
+        let bad = Config::load(Overrides {
+            database_url: Some(SecretString::from("mysql://x")),
+            ..Default::default()
+        });
+        assert!(matches!(bad, Err(ConfigError::Invalid { setting: "database_url", .. })));
+        let dir = std::env::temp_dir().join(format!("cg-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "adr = \"127.0.0.1:1\"\n").unwrap();
+        let typo = Config::load(Overrides { config_file: Some(file), ..Default::default() });
+        assert!(matches!(typo, Err(ConfigError::Parse { .. })));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,11 @@
+//! CallGenius: a self-hostable voice-call runtime. See `ARCHITECTURE.md` for the module map.
+
+pub mod accounts;
+pub mod agent;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod store;
+pub mod telemetry;

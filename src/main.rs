@@ -1,0 +1,21 @@
+//! The `callgenius` binary: parse the command line, build the application, run until stopped.
+
+use anyhow::Context;
+use clap::Parser;
+
+use callgenius::app::Application;
+use callgenius::cli::{Cli, Command};
+use callgenius::{config::Config, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_tracing(std::io::stderr);
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config::load(args.into_overrides()).context("loading configuration")?;
+            let app = Application::build(config).await.context("starting the engine")?;
+            app.run_until_stopped(telemetry::shutdown_signal()).await
+        }
+    }
+}
