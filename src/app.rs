@@ -18,13 +18,19 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data directory {path}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot open the database")]
     Database(#[source] StoreError),
     #[error("cannot migrate the database")]
     Migrate(#[source] StoreError),
     #[error("cannot listen on {addr}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A built engine: the database is migrated and the listener bound, nothing served yet.
@@ -48,10 +54,14 @@ impl Application {
         db.migrate().await.map_err(StartError::Migrate)?;
         let listener = TcpListener::bind(config.addr)
             .await
-            .map_err(|source| StartError::Bind { addr: config.addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: config.addr, source })?;
+            .map_err(|source| StartError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.addr,
+            source,
+        })?;
         let public_url = config
             .public_url
             .clone()
@@ -64,7 +74,13 @@ impl Application {
             %local_addr, %public_url, database = state.db.backend().as_str(),
             "callgenius listening"
         );
-        Ok(Self { listener, local_addr, public_url, router, state })
+        Ok(Self {
+            listener,
+            local_addr,
+            public_url,
+            router,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -86,7 +102,12 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application { listener, router, state, .. } = self;
+        let Application {
+            listener,
+            router,
+            state,
+            ..
+        } = self;
         let server = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

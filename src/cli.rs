@@ -10,7 +10,11 @@ use secrecy::SecretString;
 use crate::config::Overrides;
 
 #[derive(Debug, Parser)]
-#[command(name = "callgenius", version, about = "Self-hostable voice-call runtime")]
+#[command(
+    name = "callgenius",
+    version,
+    about = "Self-hostable voice-call runtime"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -40,7 +40,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { requests_per_minute: 120, auth_requests_per_minute: 20, max_body_bytes: 1024 * 1024 }
+        Self {
+            requests_per_minute: 120,
+            auth_requests_per_minute: 20,
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -101,11 +105,20 @@ struct FileConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid setting {setting}: {reason}")]
-    Invalid { setting: &'static str, reason: String },
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
 }
 
 impl Config {
@@ -135,26 +148,37 @@ impl Config {
                 .addr
                 .or(file.addr)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: overrides.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
+            data_dir: overrides
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or(defaults.data_dir),
             database_url: overrides
                 .database_url
                 .or(file.database_url.map(SecretString::from)),
             public_url: overrides.public_url.or(file.public_url),
             limits,
             voices: file.voices.unwrap_or(defaults.voices),
-            db_max_connections: file.db_max_connections.unwrap_or(defaults.db_max_connections),
+            db_max_connections: file
+                .db_max_connections
+                .unwrap_or(defaults.db_max_connections),
         };
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting, reason: &str| ConfigError::Invalid { setting, reason: reason.into() };
+        let invalid = |setting, reason: &str| ConfigError::Invalid {
+            setting,
+            reason: reason.into(),
+        };
         if let Some(url) = &self.database_url {
             let url = url.expose_secret();
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|p| url.starts_with(p)) {
-                return Err(invalid("database_url", "must start with postgres://, postgresql:// or sqlite:"));
+                return Err(invalid(
+                    "database_url",
+                    "must start with postgres://, postgresql:// or sqlite:",
+                ));
             }
         }
         if let Some(url) = &self.public_url
@@ -179,9 +203,14 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -227,12 +256,21 @@ mod tests {
             database_url: Some(SecretString::from("mysql://x")),
             ..Default::default()
         });
-        assert!(matches!(bad, Err(ConfigError::Invalid { setting: "database_url", .. })));
+        assert!(matches!(
+            bad,
+            Err(ConfigError::Invalid {
+                setting: "database_url",
+                ..
+            })
+        ));
         let dir = std::env::temp_dir().join(format!("cg-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(&file, "adr = \"127.0.0.1:1\"\n").unwrap();
-        let typo = Config::load(Overrides { config_file: Some(file), ..Default::default() });
+        let typo = Config::load(Overrides {
+            config_file: Some(file),
+            ..Default::default()
+        });
         assert!(matches!(typo, Err(ConfigError::Parse { .. })));
         std::fs::remove_dir_all(dir).unwrap();
     }

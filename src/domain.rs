@@ -38,7 +38,9 @@ id_type!(
 );
 
 /// A member's role in a tenant, ordered by privilege.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Member,
@@ -83,11 +85,17 @@ impl Email {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains("..")
-            && domain.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
         let local_ok = !local.is_empty()
             && local.len() <= 64
             && !local.chars().any(|c| c.is_whitespace() || c == '@');
-        if domain_ok && local_ok { Ok(Email(email)) } else { Err("must be a valid email address") }
+        if domain_ok && local_ok {
+            Ok(Email(email))
+        } else {
+            Err("must be a valid email address")
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -137,7 +145,7 @@ impl Language {
         let tag = language_tags::LanguageTag::parse(&conventional_case(raw.trim()))
             .map_err(|_| MESSAGE)?;
         // Private-use-only tags (`x-…`) name no language to speak.
-        if tag.primary_language() == "x" || tag.validate().is_err() {
+        if tag.as_str().starts_with("x-") || tag.validate().is_err() {
             return Err(MESSAGE);
         }
         Ok(Language(tag))
@@ -173,7 +181,12 @@ fn conventional_case(tag: &str) -> String {
         } else if part.len() == 4 && part.chars().all(|c| c.is_ascii_alphabetic()) {
             let lower = part.to_ascii_lowercase();
             let mut chars = lower.chars();
-            chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect()
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase())
+                .into_iter()
+                .chain(chars)
+                .collect()
         } else {
             part.to_ascii_lowercase()
         };
@@ -188,8 +201,19 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_rejected_when_implausible() {
-        assert_eq!(Email::parse("  Jane@Example.COM ").unwrap().as_str(), "jane@example.com");
-        for bad in ["", "jane", "jane@", "@example.com", "jane@example", "ja ne@example.com", "a@b..c"] {
+        assert_eq!(
+            Email::parse("  Jane@Example.COM ").unwrap().as_str(),
+            "jane@example.com"
+        );
+        for bad in [
+            "",
+            "jane",
+            "jane@",
+            "@example.com",
+            "jane@example",
+            "ja ne@example.com",
+            "a@b..c",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -198,7 +222,10 @@ mod tests {
     fn language_tags_are_validated_and_cased() {
         assert_eq!(Language::parse("en-au").unwrap().as_str(), "en-AU");
         assert_eq!(Language::parse("ES-mx").unwrap().as_str(), "es-MX");
-        assert_eq!(Language::parse("zh-hant-tw").unwrap().as_str(), "zh-Hant-TW");
+        assert_eq!(
+            Language::parse("zh-hant-tw").unwrap().as_str(),
+            "zh-Hant-TW"
+        );
         assert_eq!(Language::parse("es-419").unwrap().region(), Some("419"));
         assert_eq!(Language::parse("en-AU").unwrap().primary(), "en");
         for bad in ["", "english", "en_AU", "en--AU", "x-private", "123"] {

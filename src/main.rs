@@ -14,7 +14,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::load(args.into_overrides()).context("loading configuration")?;
-            let app = Application::build(config).await.context("starting the engine")?;
+            let app = Application::build(config)
+                .await
+                .context("starting the engine")?;
             app.run_until_stopped(telemetry::shutdown_signal()).await
         }
     }

@@ -15,8 +15,9 @@ use tracing_subscriber::fmt::MakeWriter;
 pub const DEFAULT_LOG_FILTER: &str = "info,ort=warn,sqlx=warn";
 
 /// Histogram buckets (seconds) for request latencies.
-const LATENCY_BUCKETS: &[f64] =
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Installs the global tracing subscriber writing to `sink`. Later calls are ignored, so tests may
 /// call it freely.

@@ -79,7 +79,11 @@ async fn hash_password(password: Password) -> Result<String, AccountError> {
 async fn verify_password(password: Password, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -130,7 +134,9 @@ pub async fn login(db: &Db, email: &str, password: Password) -> Result<Session, 
         Ok(email) => store::user_by_email(db, email.as_str()).await?,
         Err(_) => None,
     };
-    let hash = user.as_ref().map_or_else(decoy_hash, |u| u.password_hash.clone());
+    let hash = user
+        .as_ref()
+        .map_or_else(decoy_hash, |u| u.password_hash.clone());
     let verified = verify_password(password, hash).await;
     let Some(user) = user.filter(|_| verified) else {
         return Err(AccountError::InvalidCredentials);
@@ -149,7 +155,12 @@ pub async fn login(db: &Db, email: &str, password: Password) -> Result<Session, 
 async fn issue_token(db: &Db, user: UserId, tenant: TenantRow) -> Result<Session, AccountError> {
     let token = new_token();
     let token_id = store::insert_token(db, user, &token_hash(&token), TenantId(tenant.id)).await?;
-    Ok(Session { token, token_id, user_id: user, tenant })
+    Ok(Session {
+        token,
+        token_id,
+        user_id: user,
+        tenant,
+    })
 }
 
 pub async fn logout(db: &Db, token: TokenId) -> Result<(), AccountError> {
@@ -178,7 +189,9 @@ pub async fn switch_tenant(
         Err(StoreError::NotFound) => return Err(AccountError::TenantNotFound),
         other => other?,
     };
-    let role = store::role(db, tenant, user).await?.ok_or(AccountError::NotMember)?;
+    let role = store::role(db, tenant, user)
+        .await?
+        .ok_or(AccountError::NotMember)?;
     store::switch_tenant(db, token, user, tenant).await?;
     Ok((row, role))
 }
@@ -195,7 +208,9 @@ pub async fn add_member(
     if role == Role::Owner && actor != Role::Owner {
         return Err(AccountError::OwnerOnly);
     }
-    let user = store::user_by_email(db, email.as_str()).await?.ok_or(AccountError::UserNotFound)?;
+    let user = store::user_by_email(db, email.as_str())
+        .await?
+        .ok_or(AccountError::UserNotFound)?;
     let mut tx = db.begin_write().await?;
     match store::insert_membership(&mut tx, tenant, UserId(user.id), role).await {
         Err(StoreError::Conflict) => return Err(AccountError::AlreadyMember),
@@ -247,7 +262,9 @@ mod tests {
 
     #[tokio::test]
     async fn password_hashes_verify_only_the_right_password() {
-        let hash = hash_password(Password::parse("correct horse".into()).unwrap()).await.unwrap();
+        let hash = hash_password(Password::parse("correct horse".into()).unwrap())
+            .await
+            .unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(verify_password(Password::for_login("correct horse".into()), hash.clone()).await);
         assert!(!verify_password(Password::for_login("wrong horse".into()), hash).await);

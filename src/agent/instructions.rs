@@ -23,9 +23,18 @@ const DEFAULT_PROMPT: &str = "Help each caller with their enquiry politely and a
 /// Humour bands (0–30), by lower edge: 0–7, 8–15, 16–23, 24–30.
 const HUMOUR_BANDS: &[(u8, &str)] = &[
     (0, "Stay entirely serious; make no jokes."),
-    (8, "Allow a rare, gentle light touch when the caller is relaxed."),
-    (16, "Be warm and lightly playful; a brief friendly quip is fine."),
-    (24, "Be openly good-humoured and witty, never at the caller's expense."),
+    (
+        8,
+        "Allow a rare, gentle light touch when the caller is relaxed.",
+    ),
+    (
+        16,
+        "Be warm and lightly playful; a brief friendly quip is fine.",
+    ),
+    (
+        24,
+        "Be openly good-humoured and witty, never at the caller's expense.",
+    ),
 ];
 
 /// Bands for the 0–100 sliders: 0–20, 21–40, 41–60, 61–80, 81–100.
@@ -71,10 +80,17 @@ const TELEPHONE_CONDUCT: &[&str] = &[
 /// Compiles a snapshot. Pure: depends on nothing but `spec`.
 pub fn compile(spec: &AgentSpec) -> Compiled {
     let mut text = String::with_capacity(2048);
-    let prompt = spec.system_prompt.as_deref().map(str::trim).filter(|p| !p.is_empty());
+    let prompt = spec
+        .system_prompt
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
 
     text.push_str("# Role\n");
-    text.push_str(&format!("You are {}, a voice agent answering telephone calls.\n", spec.name.trim()));
+    text.push_str(&format!(
+        "You are {}, a voice agent answering telephone calls.\n",
+        spec.name.trim()
+    ));
     text.push_str(prompt.unwrap_or(DEFAULT_PROMPT));
     text.push_str("\n\n# Personality\n");
     personality(&mut text, &spec.personality);
@@ -103,10 +119,30 @@ fn personality(text: &mut String, p: &Personality) {
         .map_or(HUMOUR_BANDS[0].1, |(_, band)| band);
     let lines = [
         ("Humour", p.humour, HUMOUR_MAX, humour),
-        ("Empathy", p.empathy, SLIDER_MAX, band(&EMPATHY_BANDS, p.empathy)),
-        ("Formality", p.formality, SLIDER_MAX, band(&FORMALITY_BANDS, p.formality)),
-        ("Energy", p.energy, SLIDER_MAX, band(&ENERGY_BANDS, p.energy)),
-        ("Directness", p.directness, SLIDER_MAX, band(&DIRECTNESS_BANDS, p.directness)),
+        (
+            "Empathy",
+            p.empathy,
+            SLIDER_MAX,
+            band(&EMPATHY_BANDS, p.empathy),
+        ),
+        (
+            "Formality",
+            p.formality,
+            SLIDER_MAX,
+            band(&FORMALITY_BANDS, p.formality),
+        ),
+        (
+            "Energy",
+            p.energy,
+            SLIDER_MAX,
+            band(&ENERGY_BANDS, p.energy),
+        ),
+        (
+            "Directness",
+            p.directness,
+            SLIDER_MAX,
+            band(&DIRECTNESS_BANDS, p.directness),
+        ),
     ];
     for (label, value, max, description) in lines {
         text.push_str(&format!("- {label} {value}/{max}: {description}\n"));
@@ -219,15 +255,38 @@ mod tests {
     }
 
     #[test]
-    fn compiles_extreme_sliders_and_an_unnamed_region() {
+    fn compiles_extreme_sliders_and_an_unlisted_language() {
         let spec = AgentSpec {
             name: "Ventas".into(),
             voice: "leo".into(),
-            language: Language::parse("es-419").unwrap(),
+            language: Language::parse("mi-NZ").unwrap(),
             system_prompt: None,
-            personality: Personality { humour: 30, empathy: 0, formality: 100, energy: 81, directness: 20 },
+            personality: Personality {
+                humour: 30,
+                empathy: 0,
+                formality: 100,
+                energy: 81,
+                directness: 20,
+            },
         };
         insta::assert_snapshot!(compile(&spec).text);
+    }
+
+    #[test]
+    fn names_regions_by_their_conventions() {
+        let mut spec = reception();
+        spec.language = Language::parse("es-419").unwrap();
+        assert!(
+            compile(&spec)
+                .text
+                .contains("Speak Spanish as spoken in Latin America (BCP-47 es-419)")
+        );
+        spec.language = Language::parse("fr").unwrap();
+        assert!(
+            compile(&spec)
+                .text
+                .contains("Speak French (BCP-47 fr) for the whole call.")
+        );
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub struct Personality {
 impl Default for Personality {
     /// A light touch of humour; everything else in the middle of its range.
     fn default() -> Self {
-        Self { humour: 10, empathy: 50, formality: 50, energy: 50, directness: 50 }
+        Self {
+            humour: 10,
+            empathy: 50,
+            formality: 50,
+            energy: 50,
+            directness: 50,
+        }
     }
 }

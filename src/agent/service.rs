@@ -51,7 +51,12 @@ pub async fn create(
     let agent = agents::insert(
         &mut tx,
         tenant,
-        NewVersion { spec: &spec, compiled: &compiled, rolled_back_from: None, created_by: user },
+        NewVersion {
+            spec: &spec,
+            compiled: &compiled,
+            rolled_back_from: None,
+            created_by: user,
+        },
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
@@ -80,7 +85,12 @@ pub async fn update(
         tenant,
         agent,
         version,
-        NewVersion { spec: &spec, compiled: &compiled, rolled_back_from: None, created_by: user },
+        NewVersion {
+            spec: &spec,
+            compiled: &compiled,
+            rolled_back_from: None,
+            created_by: user,
+        },
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
@@ -116,7 +126,12 @@ pub async fn rollback(
         tenant,
         agent,
         version,
-        NewVersion { spec: &spec, compiled: &compiled, rolled_back_from: Some(from), created_by: user },
+        NewVersion {
+            spec: &spec,
+            compiled: &compiled,
+            rolled_back_from: Some(from),
+            created_by: user,
+        },
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
@@ -128,7 +143,11 @@ pub async fn detail(db: &Db, tenant: TenantId, agent: AgentId) -> Result<AgentDe
     let row = agents::get(db, tenant, agent).await?;
     let version_count = agents::count_versions(db, tenant, agent).await?;
     let recent_versions = agents::versions(db, tenant, agent, RECENT_VERSIONS).await?;
-    Ok(AgentDetail { agent: row, version_count, recent_versions })
+    Ok(AgentDetail {
+        agent: row,
+        version_count,
+        recent_versions,
+    })
 }
 
 /// Deletes an agent permanently. Phone numbers are unassigned by the numbers issue's foreign key

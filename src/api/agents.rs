@@ -12,7 +12,9 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Auth, Fields, JsonBody, Optional, parse_id};
 use super::{AppState, JsonResult, Voices};
 use crate::agent::service::{self, AgentDetail};
-use crate::agent::{AgentSpec, HUMOUR_MAX, NAME_MAX_CHARS, Personality, SLIDER_MAX, SYSTEM_PROMPT_MAX_CHARS};
+use crate::agent::{
+    AgentSpec, HUMOUR_MAX, NAME_MAX_CHARS, Personality, SLIDER_MAX, SYSTEM_PROMPT_MAX_CHARS,
+};
 use crate::domain::{AgentId, Language, Role};
 use crate::store::agents::{self as store, AgentRow, VersionRow, VersionSummaryRow};
 
@@ -163,7 +165,11 @@ impl From<AgentDetail> for AgentView {
             instructions_hash: row.instructions_hash,
             number: None,
             version_count: detail.version_count,
-            versions: detail.recent_versions.into_iter().map(VersionSummary::from).collect(),
+            versions: detail
+                .recent_versions
+                .into_iter()
+                .map(VersionSummary::from)
+                .collect(),
             updated_at: row.updated_at,
         }
     }
@@ -219,10 +225,16 @@ struct AgentInput {
 }
 
 impl AgentInput {
-    fn parse(body: &JsonBody, voices: &Voices, completeness: Completeness) -> Result<Self, ApiError> {
+    fn parse(
+        body: &JsonBody,
+        voices: &Voices,
+        completeness: Completeness,
+    ) -> Result<Self, ApiError> {
         let mut fields = Fields::new(body);
         let required = |fields: &mut Fields, field: &str, max: usize| match completeness {
-            Completeness::Full => fields.required_string(field, max).map_or(Optional::Absent, Optional::Value),
+            Completeness::Full => fields
+                .required_string(field, max)
+                .map_or(Optional::Absent, Optional::Value),
             Completeness::Partial => match fields.optional_string(field, max) {
                 Optional::Null => {
                     fields.error(field, "must not be null");
@@ -240,12 +252,15 @@ impl AgentInput {
             other => other,
         };
         let language = match required(&mut fields, "language", 64) {
-            Optional::Value(tag) => fields.check("language", Language::parse(&tag)).map_or(Optional::Absent, Optional::Value),
+            Optional::Value(tag) => fields
+                .check("language", Language::parse(&tag))
+                .map_or(Optional::Absent, Optional::Value),
             Optional::Absent => Optional::Absent,
             Optional::Null => Optional::Null,
         };
         let system_prompt = fields.optional_string("system_prompt", SYSTEM_PROMPT_MAX_CHARS);
-        let mut slider = |field: &str, max: u8| match fields.optional_int(field, 0, i64::from(max)) {
+        let mut slider = |field: &str, max: u8| match fields.optional_int(field, 0, i64::from(max))
+        {
             Optional::Value(v) => Optional::Value(v as u8),
             Optional::Absent => Optional::Absent,
             Optional::Null => Optional::Null,
@@ -291,7 +306,9 @@ impl AgentInput {
         AgentSpec {
             name: self.name.patch(current.name.clone(), current.name),
             voice: self.voice.patch(current.voice.clone(), current.voice),
-            language: self.language.patch(current.language.clone(), current.language),
+            language: self
+                .language
+                .patch(current.language.clone(), current.language),
             system_prompt: match self.system_prompt {
                 Optional::Absent => current.system_prompt,
                 Optional::Null => None,
@@ -364,7 +381,11 @@ async fn create_agent(
     params(("id" = i64, Path)),
     responses((status = 200, body = AgentView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
-async fn get_agent(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> JsonResult<AgentView> {
+async fn get_agent(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> JsonResult<AgentView> {
     view(&state, &auth, agent_id(&id)?).await
 }
 
@@ -416,7 +437,10 @@ async fn patch_agent(
     let tenant = auth.require(Role::Admin)?;
     let agent = agent_id(&id)?;
     let input = AgentInput::parse(&body, &state.voices, Completeness::Partial)?;
-    service::update(&state.db, tenant, auth.user_id, agent, |current| input.apply(current)).await?;
+    service::update(&state.db, tenant, auth.user_id, agent, |current| {
+        input.apply(current)
+    })
+    .await?;
     view(&state, &auth, agent).await
 }
 

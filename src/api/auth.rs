@@ -3,11 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -43,9 +43,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let token_id = TokenId(owner.token_id);
     let decision = state.limiters.check_token(token_id);
     let mut response = match decision {
-        Decision::Limited { retry_after_secs, .. } => {
-            ApiError::RateLimited { retry_after_secs }.into_response()
-        }
+        Decision::Limited {
+            retry_after_secs, ..
+        } => ApiError::RateLimited { retry_after_secs }.into_response(),
         Decision::Allowed { .. } => {
             req.extensions_mut().insert(Auth {
                 token_id,
@@ -97,7 +97,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 fn limit_address(state: &AppState, ClientAddr(ip): &ClientAddr) -> Result<(), ApiError> {
     match state.limiters.check_address(*ip) {
         Decision::Allowed { .. } => Ok(()),
-        Decision::Limited { retry_after_secs, .. } => Err(ApiError::RateLimited { retry_after_secs }),
+        Decision::Limited {
+            retry_after_secs, ..
+        } => Err(ApiError::RateLimited { retry_after_secs }),
     }
 }
 
@@ -129,8 +131,14 @@ impl TokenResponse {
         Self {
             token: session.token,
             token_type: "Bearer".into(),
-            user: UserRef { id: session.user_id.0, email },
-            tenant: TenantRef { id: session.tenant.id, name: session.tenant.name },
+            user: UserRef {
+                id: session.user_id.0,
+                email,
+            },
+            tenant: TenantRef {
+                id: session.tenant.id,
+                name: session.tenant.name,
+            },
         }
     }
 }
@@ -173,13 +181,19 @@ async fn register(
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
     limit_address(&state, &client)?;
     let mut fields = Fields::new(&body);
-    let email = fields.raw_string("email").and_then(|e| fields.check("email", Email::parse(&e)));
-    let password =
-        fields.raw_string("password").and_then(|p| fields.check("password", Password::parse(p)));
+    let email = fields
+        .raw_string("email")
+        .and_then(|e| fields.check("email", Email::parse(&e)));
+    let password = fields
+        .raw_string("password")
+        .and_then(|p| fields.check("password", Password::parse(p)));
     let business = fields.required_string("business_name", 100);
     let ((email, password), business) = fields.finish_with(email.zip(password).zip(business))?;
     let session = accounts::register(&state.db, email.clone(), password, &business).await?;
-    Ok((StatusCode::CREATED, Json(TokenResponse::new(session, email.as_str().to_owned()))))
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenResponse::new(session, email.as_str().to_owned())),
+    ))
 }
 
 /// Exchanges email and password for a token scoped to the user's last active business.
@@ -245,14 +259,23 @@ async fn me(State(state): State<AppState>, auth: Auth) -> JsonResult<MeResponse>
         .into_iter()
         .filter_map(|m| {
             Some(MembershipView {
-                tenant: TenantRef { id: m.tenant_id, name: m.tenant_name },
+                tenant: TenantRef {
+                    id: m.tenant_id,
+                    name: m.tenant_name,
+                },
                 role: Role::parse(&m.role)?,
             })
         })
         .collect();
     Ok(Json(MeResponse {
-        user: UserRef { id: auth.user_id.0, email: auth.email },
-        tenant: TenantRef { id: auth.tenant_id.0, name: auth.tenant_name },
+        user: UserRef {
+            id: auth.user_id.0,
+            email: auth.email,
+        },
+        tenant: TenantRef {
+            id: auth.tenant_id.0,
+            name: auth.tenant_name,
+        },
         role: auth.role,
         memberships,
     }))

@@ -125,7 +125,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         match self {
             ApiError::RateLimited { retry_after_secs } => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             ApiError::Unauthorized(_) => {
                 response
@@ -153,7 +155,9 @@ impl From<StoreError> for ApiError {
 impl From<AgentError> for ApiError {
     fn from(error: AgentError) -> Self {
         match error {
-            AgentError::NotFound | AgentError::VersionNotFound => ApiError::NotFound(error.to_string()),
+            AgentError::NotFound | AgentError::VersionNotFound => {
+                ApiError::NotFound(error.to_string())
+            }
             AgentError::Store(store) => store.into(),
         }
     }
@@ -164,7 +168,9 @@ impl From<AccountError> for ApiError {
         match error {
             AccountError::EmailTaken => ApiError::field("email", "has already been taken"),
             AccountError::InvalidCredentials => ApiError::Unauthorized("invalid email or password"),
-            AccountError::NotMember | AccountError::OwnerOnly => ApiError::Forbidden(error.to_string()),
+            AccountError::NotMember | AccountError::OwnerOnly => {
+                ApiError::Forbidden(error.to_string())
+            }
             AccountError::TenantNotFound | AccountError::MemberNotFound => {
                 ApiError::NotFound(error.to_string())
             }

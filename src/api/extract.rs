@@ -24,11 +24,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(ApiError::field("body", "must be JSON sent with Content-Type: application/json"));
+            return Err(ApiError::field(
+                "body",
+                "must be JSON sent with Content-Type: application/json",
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -83,11 +87,17 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(body: &'a JsonBody) -> Self {
-        Self { map: &body.0, errors: FieldErrors::new() }
+        Self {
+            map: &body.0,
+            errors: FieldErrors::new(),
+        }
     }
 
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.entry(field.to_owned()).or_default().push(message.into());
+        self.errors
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
     }
 
     /// Records `result`'s error under `field`, passing the value through.
@@ -220,7 +230,9 @@ impl Auth {
                 role.as_str(),
                 min.as_str()
             ))),
-            None => Err(ApiError::Forbidden("not a member of the active business".into())),
+            None => Err(ApiError::Forbidden(
+                "not a member of the active business".into(),
+            )),
         }
     }
 
@@ -234,7 +246,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        parts.extensions.get::<Auth>().cloned().ok_or(ApiError::INVALID_TOKEN)
+        parts
+            .extensions
+            .get::<Auth>()
+            .cloned()
+            .ok_or(ApiError::INVALID_TOKEN)
     }
 }
 

@@ -111,8 +111,10 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
     let (resources, mut doc) = resource_routes().split_for_parts();
     let (system, system_doc) = system::routes().split_for_parts();
     doc.merge(system_doc);
-    let resources =
-        resources.layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let resources = resources.layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(resources)

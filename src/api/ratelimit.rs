@@ -35,7 +35,8 @@ impl RateLimiters {
         Self {
             per_token: RateLimiter::keyed(quota(limits.requests_per_minute)).with_middleware(),
             per_token_limit: limits.requests_per_minute,
-            per_address: RateLimiter::keyed(quota(limits.auth_requests_per_minute)).with_middleware(),
+            per_address: RateLimiter::keyed(quota(limits.auth_requests_per_minute))
+                .with_middleware(),
             per_address_limit: limits.auth_requests_per_minute,
         }
     }
@@ -57,12 +58,18 @@ impl RateLimiters {
 
 fn decide<K: Clone + Eq + std::hash::Hash>(limiter: &Keyed<K>, key: &K, limit: u32) -> Decision {
     match limiter.check_key(key) {
-        Ok(snapshot) => Decision::Allowed { limit, remaining: snapshot.remaining_burst_capacity() },
+        Ok(snapshot) => Decision::Allowed {
+            limit,
+            remaining: snapshot.remaining_burst_capacity(),
+        },
         Err(not_until) => {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             // Round up: retrying after a truncated delay would be refused again.
             let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            Decision::Limited { limit, retry_after_secs: retry_after_secs.max(1) }
+            Decision::Limited {
+                limit,
+                retry_after_secs: retry_after_secs.max(1),
+            }
         }
     }
 }
@@ -80,15 +87,33 @@ mod tests {
         });
         let a = TokenId(1);
         for expected in [2, 1, 0] {
-            assert_eq!(limiters.check_token(a), Decision::Allowed { limit: 3, remaining: expected });
+            assert_eq!(
+                limiters.check_token(a),
+                Decision::Allowed {
+                    limit: 3,
+                    remaining: expected
+                }
+            );
         }
         match limiters.check_token(a) {
-            Decision::Limited { limit: 3, retry_after_secs } => assert!((1..=20).contains(&retry_after_secs)),
+            Decision::Limited {
+                limit: 3,
+                retry_after_secs,
+            } => assert!((1..=20).contains(&retry_after_secs)),
             other => panic!("expected a limit, got {other:?}"),
         }
-        assert!(matches!(limiters.check_token(TokenId(2)), Decision::Allowed { .. }));
+        assert!(matches!(
+            limiters.check_token(TokenId(2)),
+            Decision::Allowed { .. }
+        ));
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(matches!(limiters.check_address(ip), Decision::Allowed { .. }));
-        assert!(matches!(limiters.check_address(ip), Decision::Limited { .. }));
+        assert!(matches!(
+            limiters.check_address(ip),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            limiters.check_address(ip),
+            Decision::Limited { .. }
+        ));
     }
 }

@@ -39,7 +39,9 @@ pub struct Readiness {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// The engine can serve: the database answers.
@@ -49,9 +51,15 @@ async fn healthz() -> Json<Health> {
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state.db.ping().await.map_err(|error| {
-        ApiError::Unavailable(format!("database unreachable: {}", ApiError::internal(error).cause()))
+        ApiError::Unavailable(format!(
+            "database unreachable: {}",
+            ApiError::internal(error).cause()
+        ))
     })?;
-    Ok(Json(Readiness { status: "ready".into(), database: state.db.backend().as_str().into() }))
+    Ok(Json(Readiness {
+        status: "ready".into(),
+        database: state.db.backend().as_str().into(),
+    }))
 }
 
 /// Request counts and latencies by route, in the Prometheus text format.
@@ -61,7 +69,10 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()

@@ -138,7 +138,13 @@ async fn switch_tenant(
     let tenant = fields.finish_with(tenant)?;
     let (tenant, role) =
         accounts::switch_tenant(&state.db, auth.token_id, auth.user_id, TenantId(tenant)).await?;
-    Ok(Json(SwitchResponse { tenant: TenantRef { id: tenant.id, name: tenant.name }, role }))
+    Ok(Json(SwitchResponse {
+        tenant: TenantRef {
+            id: tenant.id,
+            name: tenant.name,
+        },
+        role,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -153,9 +159,15 @@ impl TryFrom<MemberRow> for MemberView {
     type Error = ApiError;
 
     fn try_from(row: MemberRow) -> Result<Self, ApiError> {
-        let role = Role::parse(&row.role)
-            .ok_or_else(|| ApiError::Internal(format!("unknown role {:?} in memberships", row.role)))?;
-        Ok(MemberView { user_id: row.user_id, email: row.email, role, created_at: row.created_at })
+        let role = Role::parse(&row.role).ok_or_else(|| {
+            ApiError::Internal(format!("unknown role {:?} in memberships", row.role))
+        })?;
+        Ok(MemberView {
+            user_id: row.user_id,
+            email: row.email,
+            role,
+            created_at: row.created_at,
+        })
     }
 }
 
@@ -167,7 +179,11 @@ impl TryFrom<MemberRow> for MemberView {
 async fn list_members(State(state): State<AppState>, auth: Auth) -> JsonResult<Vec<MemberView>> {
     let tenant = auth.tenant()?;
     let rows = store::members(&state.db, tenant).await?;
-    Ok(Json(rows.into_iter().map(MemberView::try_from).collect::<Result<_, _>>()?))
+    Ok(Json(
+        rows.into_iter()
+            .map(MemberView::try_from)
+            .collect::<Result<_, _>>()?,
+    ))
 }
 
 /// Adds an existing account to the active business (owner or admin).
@@ -189,11 +205,14 @@ async fn add_member(
     let tenant = auth.require(Role::Admin)?;
     let actor = auth.role.unwrap_or(Role::Member);
     let mut fields = Fields::new(&body);
-    let email = fields.raw_string("email").and_then(|e| fields.check("email", Email::parse(&e)));
+    let email = fields
+        .raw_string("email")
+        .and_then(|e| fields.check("email", Email::parse(&e)));
     let role = match fields.optional_string("role", 16) {
-        Optional::Value(role) => {
-            fields.check("role", Role::parse(&role).ok_or("must be one of owner, admin, member"))
-        }
+        Optional::Value(role) => fields.check(
+            "role",
+            Role::parse(&role).ok_or("must be one of owner, admin, member"),
+        ),
         Optional::Absent | Optional::Null => Some(Role::Member),
     };
     let (email, role) = fields.finish_with(email.zip(role))?;

@@ -88,7 +88,11 @@ pub async fn insert_tenant(tx: &mut Tx, name: &str, owner: UserId) -> StoreResul
             .fetch_one(&mut **tx)
             .await?;
     insert_membership(tx, TenantId(id), owner, Role::Owner).await?;
-    Ok(TenantRow { id, name: name.to_owned(), created_at })
+    Ok(TenantRow {
+        id,
+        name: name.to_owned(),
+        created_at,
+    })
 }
 
 pub async fn insert_membership(

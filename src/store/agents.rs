@@ -99,7 +99,10 @@ macro_rules! select_agents {
 
 pub async fn list(db: &Db, tenant: TenantId) -> StoreResult<Vec<AgentRow>> {
     let sql = select_agents!("WHERE a.tenant_id = $1 ORDER BY a.id");
-    Ok(sqlx::query_as(sql).bind(tenant.0).fetch_all(db.pool()).await?)
+    Ok(sqlx::query_as(sql)
+        .bind(tenant.0)
+        .fetch_all(db.pool())
+        .await?)
 }
 
 pub async fn get(db: &Db, tenant: TenantId, agent: AgentId) -> StoreResult<AgentRow> {
@@ -111,7 +114,11 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let sql = select_agents!("WHERE a.tenant_id = $1 AND a.id = $2");
-    Ok(sqlx::query_as(sql).bind(tenant.0).bind(agent.0).fetch_one(executor).await?)
+    Ok(sqlx::query_as(sql)
+        .bind(tenant.0)
+        .bind(agent.0)
+        .fetch_one(executor)
+        .await?)
 }
 
 /// History, newest first; `limit` caps the rows.

@@ -76,7 +76,11 @@ impl Db {
     pub async fn connect(url: &SecretString, max_connections: u32) -> StoreResult<Db> {
         sqlx::any::install_default_drivers();
         let url = url.expose_secret();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         let options = AnyConnectOptions::from_str(url).map_err(StoreError::Database)?;
         let pool_options = AnyPoolOptions::new()
             .max_connections(max_connections)

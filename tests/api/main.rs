@@ -1,0 +1,9 @@
+//! Integration suite over real HTTP on loopback. Runs against SQLite by default and against
+//! PostgreSQL when `CALLGENIUS_TEST_DATABASE_URL` is set (see `helpers`).
+
+mod agents;
+mod auth;
+mod errors;
+mod helpers;
+mod system;
+mod tenants;

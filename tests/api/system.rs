@@ -1,0 +1,106 @@
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{POSTGRES_ENV, spawn_app};
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = spawn_app().await;
+    let health = app.request(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "ok");
+    let ready = app.request(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let expected = if std::env::var(POSTGRES_ENV).is_ok_and(|u| !u.is_empty()) {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(ready.body["database"], expected);
+
+    app.register("m@example.com", "M").await;
+    let metrics = app.request(Method::GET, "/metrics", None, None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="POST",route="/api/auth/register",status="201"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"http_request_duration_seconds_bucket{method="GET",route="/readyz""#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route_and_docs_page_serves() {
+    let app = spawn_app().await;
+    let r = app
+        .request(Method::GET, "/api/openapi.json", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = &r.body;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations: Vec<String> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| format!("{} {path}", m.to_uppercase()))
+        })
+        .collect();
+    operations.sort();
+    let expected = [
+        "DELETE /api/agents/{id}",
+        "DELETE /api/members/{user_id}",
+        "GET /api/agents",
+        "GET /api/agents/{id}",
+        "GET /api/agents/{id}/versions",
+        "GET /api/agents/{id}/versions/{version}",
+        "GET /api/me",
+        "GET /api/members",
+        "GET /api/openapi.json",
+        "GET /api/tenants",
+        "GET /docs",
+        "GET /healthz",
+        "GET /metrics",
+        "GET /readyz",
+        "PATCH /api/agents/{id}",
+        "POST /api/agents",
+        "POST /api/agents/{id}/versions/{version}/rollback",
+        "POST /api/auth/login",
+        "POST /api/auth/logout",
+        "POST /api/auth/register",
+        "POST /api/members",
+        "POST /api/tenants",
+        "POST /api/tenants/switch",
+        "PUT /api/agents/{id}",
+    ];
+    assert_eq!(operations, expected);
+    let create = &doc["paths"]["/api/agents"]["post"];
+    assert!(create["requestBody"].is_object());
+    for status in ["201", "401", "403", "422"] {
+        assert!(
+            create["responses"][status].is_object(),
+            "POST /api/agents documents {status}"
+        );
+    }
+    let error_schema = &doc["components"]["schemas"]["ErrorBody"];
+    assert!(error_schema["properties"]["errors"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    let docs = app.request(Method::GET, "/docs", None, None).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(docs.body.as_str().unwrap().contains("/api/openapi.json"));
+    let _: &Value = &r.body;
+}
