@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "CALLGENIUS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Take client addresses from the last X-Forwarded-For entry (only behind one trusted proxy).
+    #[arg(long, env = "CALLGENIUS_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
 }
 
 impl ServeArgs {
@@ -65,6 +68,8 @@ impl ServeArgs {
             requests_per_minute: self.rate_limit_per_minute,
             auth_requests_per_minute: self.auth_rate_limit_per_minute,
             max_body_bytes: self.max_body_bytes,
+            // An absent flag leaves the config file's setting in force.
+            trust_forwarded_for: self.trust_forwarded_for.then_some(true),
         }
     }
 }

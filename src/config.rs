@@ -36,6 +36,18 @@ pub struct Limits {
     pub auth_requests_per_minute: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Where a client's address (for the per-address limits) comes from.
+    pub client_address: ClientAddressSource,
+}
+
+/// How the engine learns a client's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAddressSource {
+    /// The TCP peer: right when clients connect directly.
+    #[default]
+    Socket,
+    /// The last `X-Forwarded-For` entry, as appended by one trusted reverse proxy in front.
+    ForwardedFor,
 }
 
 impl Default for Limits {
@@ -44,6 +56,7 @@ impl Default for Limits {
             requests_per_minute: 120,
             auth_requests_per_minute: 20,
             max_body_bytes: 1024 * 1024,
+            client_address: ClientAddressSource::Socket,
         }
     }
 }
@@ -85,6 +98,7 @@ pub struct Overrides {
     pub requests_per_minute: Option<u32>,
     pub auth_requests_per_minute: Option<u32>,
     pub max_body_bytes: Option<usize>,
+    pub trust_forwarded_for: Option<bool>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
@@ -98,6 +112,7 @@ struct FileConfig {
     requests_per_minute: Option<u32>,
     auth_requests_per_minute: Option<u32>,
     max_body_bytes: Option<usize>,
+    trust_forwarded_for: Option<bool>,
     voices: Option<Vec<String>>,
     db_max_connections: Option<u32>,
 }
@@ -142,6 +157,15 @@ impl Config {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(defaults.limits.max_body_bytes),
+            client_address: if overrides
+                .trust_forwarded_for
+                .or(file.trust_forwarded_for)
+                .unwrap_or(false)
+            {
+                ClientAddressSource::ForwardedFor
+            } else {
+                ClientAddressSource::Socket
+            },
         };
         let config = Config {
             addr: overrides

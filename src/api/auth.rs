@@ -17,6 +17,7 @@ use super::extract::{Auth, Fields, JsonBody};
 use super::ratelimit::Decision;
 use super::{AppState, JsonResult};
 use crate::accounts::{self, Session};
+use crate::config::ClientAddressSource;
 use crate::domain::{Email, Password, Role, TenantId, TokenId, UserId};
 use crate::store::accounts as store;
 
@@ -78,19 +79,42 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// The client's address, for the login and register limits. Requests that did not come through
-/// a socket (in-process tests) share the unspecified address.
+/// The client's address, for the login and register limits: the TCP peer, or, behind a trusted
+/// proxy, the last `X-Forwarded-For` entry (the one that proxy appended; earlier entries are the
+/// client's own claims). Requests that did not come through a socket (in-process tests) share
+/// the unspecified address.
 pub struct ClientAddr(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
-        Ok(ClientAddr(ip))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let forwarded = || {
+            let header = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .into_iter()
+                .next_back()?;
+            header
+                .to_str()
+                .ok()?
+                .rsplit(',')
+                .next()?
+                .trim()
+                .parse::<IpAddr>()
+                .ok()
+        };
+        let socket = || {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip())
+        };
+        let ip = match state.limiters.client_address {
+            ClientAddressSource::ForwardedFor => forwarded().or_else(socket),
+            ClientAddressSource::Socket => socket(),
+        };
+        Ok(ClientAddr(ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
     }
 }
 

@@ -10,7 +10,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::config::Limits;
+use crate::config::{ClientAddressSource, Limits};
 use crate::domain::TokenId;
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
@@ -27,6 +27,7 @@ pub struct RateLimiters {
     per_token_limit: u32,
     per_address: Keyed<IpAddr>,
     per_address_limit: u32,
+    pub client_address: ClientAddressSource,
 }
 
 impl RateLimiters {
@@ -38,6 +39,7 @@ impl RateLimiters {
             per_address: RateLimiter::keyed(quota(limits.auth_requests_per_minute))
                 .with_middleware(),
             per_address_limit: limits.auth_requests_per_minute,
+            client_address: limits.client_address,
         }
     }
 
@@ -84,6 +86,7 @@ mod tests {
             requests_per_minute: 3,
             auth_requests_per_minute: 1,
             max_body_bytes: 1024,
+            client_address: ClientAddressSource::Socket,
         });
         let a = TokenId(1);
         for expected in [2, 1, 0] {

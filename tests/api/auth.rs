@@ -182,3 +182,32 @@ async fn the_121st_request_in_a_minute_is_429_with_retry_after() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let app = spawn_app_with(|c| {
+        c.limits.auth_requests_per_minute = 1;
+        c.limits.client_address = callgenius::config::ClientAddressSource::ForwardedFor;
+    })
+    .await;
+    let login = |forwarded: &'static str| {
+        app.client
+            .post(format!("{}/api/auth/login", app.base))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({ "email": "p@example.com", "password": "whatever1" }))
+            .send()
+    };
+    assert_eq!(
+        login("198.51.100.7").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A client cannot dodge the limit by prepending addresses: the proxy's entry is the last.
+    assert_eq!(
+        login("10.9.9.9, 198.51.100.7").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login("203.0.113.5").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

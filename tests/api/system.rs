@@ -102,5 +102,80 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
             .starts_with("text/html")
     );
     assert!(docs.body.as_str().unwrap().contains("/api/openapi.json"));
-    let _: &Value = &r.body;
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_closes_cleanly() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = callgenius::config::Config::with_data_dir(data_dir.path());
+    config.database_url = crate::helpers::test_database().await;
+    let app = callgenius::app::Application::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        stopped.await.ok();
+    }));
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
+    outcome
+        .expect("server stops within 10 s")
+        .unwrap()
+        .expect("clean exit");
+    let fresh = reqwest::Client::new();
+    assert!(
+        fresh.get(format!("{base}/healthz")).send().await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn the_router_serves_in_process_without_a_socket() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = callgenius::config::Config::with_data_dir(data_dir.path());
+    config.database_url = crate::helpers::test_database().await;
+    let db = callgenius::store::Db::connect(&config.effective_database_url(), 2)
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let state = callgenius::api::AppState::new(db, &config.limits, config.voices.clone());
+    let router = callgenius::api::router(state, &config.limits);
+
+    let register = Request::post("/api/auth/register")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"email":"io@example.com","password":"in process","business_name":"IO"}"#,
+        ))
+        .unwrap();
+    let response = router.clone().oneshot(register).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let token = serde_json::from_slice::<Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let list = Request::get("/api/agents")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(list).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-ratelimit-remaining"], "119");
 }
