@@ -38,7 +38,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     let owner = match store::token_owner(&state.db, &accounts::token_hash(token)).await {
         Ok(Some(owner)) => owner,
-        Ok(None) => return ApiError::INVALID_TOKEN.into_response(),
+        // Unknown or revoked: routes that need a token answer 401 through the `Auth`
+        // extractor; public ones (login with a stale saved token) still work.
+        Ok(None) => return next.run(req).await,
         Err(error) => return ApiError::from(error).into_response(),
     };
     let token_id = TokenId(owner.token_id);

@@ -93,9 +93,60 @@ impl utoipa::Modify for BearerSecurity {
 
 /// The OpenAPI document generated from the routes below.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = resource_routes().split_for_parts();
-    doc.merge(system::routes().split_for_parts().1);
-    doc
+    split_routes().2
+}
+
+/// The resource routes (authenticated), the system routes, and the description of both.
+fn split_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (resources, mut doc) = resource_routes().split_for_parts();
+    let (system, system_doc) = system::routes().split_for_parts();
+    doc.merge(system_doc);
+    add_common_responses(&mut doc);
+    (resources, system, doc)
+}
+
+/// Adds the error responses that whole classes of routes share, so that each handler documents
+/// only its own: 401 and 429 wherever a token is required; 400, 413 and 422 wherever a JSON body
+/// is read.
+fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build();
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", content)
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut shared = Vec::new();
+            if operation.security.is_some() {
+                shared.push(("401", "Missing, unknown or revoked token"));
+                shared.push(("429", "Rate limited; see Retry-After"));
+            }
+            if operation.request_body.is_some() {
+                shared.push(("400", "Malformed JSON"));
+                shared.push(("413", "Body over the size limit"));
+                shared.push(("422", "Invalid fields, each listed in errors"));
+            }
+            for (status, description) in shared {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description).into());
+            }
+        }
+    }
 }
 
 /// Routes that act for a token holder (authenticated and rate limited).
@@ -108,9 +159,7 @@ fn resource_routes() -> OpenApiRouter<AppState> {
 
 /// Builds the whole HTTP application for `state`.
 pub fn router(state: AppState, limits: &Limits) -> Router {
-    let (resources, mut doc) = resource_routes().split_for_parts();
-    let (system, system_doc) = system::routes().split_for_parts();
-    doc.merge(system_doc);
+    let (resources, system, doc) = split_routes();
     let resources = resources.layer(middleware::from_fn_with_state(
         state.clone(),
         auth::authenticate,

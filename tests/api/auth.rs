@@ -49,6 +49,17 @@ async fn logout_revokes_only_the_calling_token() {
         .await;
     assert_error(&again, StatusCode::UNAUTHORIZED);
     assert_eq!(app.get("/api/me", &second).await.status, StatusCode::OK);
+
+    // A client still sending its revoked token can log in again.
+    let relogin = app
+        .client
+        .post(format!("{}/api/auth/login", app.base))
+        .bearer_auth(&first.token)
+        .json(&json!({ "email": "sam@example.com", "password": "correct horse battery" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(relogin.status(), StatusCode::OK);
 }
 
 #[tokio::test]

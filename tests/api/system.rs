@@ -89,6 +89,26 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
             "POST /api/agents documents {status}"
         );
     }
+    for (method, path) in [
+        ("get", "/api/agents"),
+        ("delete", "/api/agents/{id}"),
+        ("post", "/api/tenants/switch"),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        for status in ["401", "429"] {
+            assert!(
+                responses[status].is_object(),
+                "{method} {path} documents {status}"
+            );
+        }
+    }
+    for status in ["400", "413", "422"] {
+        assert!(
+            create["responses"][status].is_object(),
+            "POST /api/agents documents {status}"
+        );
+    }
+    assert!(doc["paths"]["/healthz"]["get"]["responses"]["401"].is_null());
     let error_schema = &doc["components"]["schemas"]["ErrorBody"];
     assert!(error_schema["properties"]["errors"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
