@@ -285,10 +285,10 @@ impl AgentInput {
         let missing = || ApiError::Internal("validated agent input lacks a required field".into());
         let d = Personality::default();
         Ok(AgentSpec {
-            name: into_value(self.name).ok_or_else(missing)?,
-            voice: into_value(self.voice).ok_or_else(missing)?,
-            language: into_value(self.language).ok_or_else(missing)?,
-            system_prompt: into_value(self.system_prompt),
+            name: self.name.value().ok_or_else(missing)?,
+            voice: self.voice.value().ok_or_else(missing)?,
+            language: self.language.value().ok_or_else(missing)?,
+            system_prompt: self.system_prompt.value(),
             personality: Personality {
                 humour: self.humour.or(d.humour),
                 empathy: self.empathy.or(d.empathy),
@@ -325,12 +325,6 @@ impl AgentInput {
     }
 }
 
-fn into_value<T>(field: Optional<T>) -> Option<T> {
-    match field {
-        Optional::Value(v) => Some(v),
-        Optional::Absent | Optional::Null => None,
-    }
-}
 
 fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
     parse_id(raw).map(AgentId)

@@ -61,6 +61,14 @@ pub enum Optional<T> {
 }
 
 impl<T> Optional<T> {
+    /// The value if one was sent.
+    pub fn value(self) -> Option<T> {
+        match self {
+            Optional::Value(v) => Some(v),
+            Optional::Absent | Optional::Null => None,
+        }
+    }
+
     /// The value, with absent and null both meaning `default`.
     pub fn or(self, default: T) -> T {
         match self {
