@@ -24,6 +24,34 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine: REST API (and, as they land, media edge and workers).
     Serve(ServeArgs),
+    /// Transcribe a WAV file (any rate, PCM, float, µ-law or A-law) with the offline model.
+    Transcribe(TranscribeArgs),
+    /// Speak text into a WAV file with an installed Piper voice.
+    Speak(SpeakArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TranscribeArgs {
+    /// The WAV file to transcribe.
+    pub file: PathBuf,
+    /// Directory of the model files (see scripts/fetch-models).
+    #[arg(long, env = "CALLGENIUS_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SpeakArgs {
+    /// The text to speak.
+    pub text: String,
+    /// Where to write the WAV (16-bit PCM at the voice's rate).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Voice id (a directory under models/voices).
+    #[arg(long, default_value = "joe")]
+    pub voice: String,
+    /// Directory of the model files (see scripts/fetch-models).
+    #[arg(long, env = "CALLGENIUS_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use clap::Parser;
 
 use callgenius::app::Application;
 use callgenius::cli::{Cli, Command};
-use callgenius::{config::Config, telemetry};
+use callgenius::{commands, config::Config, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -19,5 +19,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("starting the engine")?;
             app.run_until_stopped(telemetry::shutdown_signal()).await
         }
+        Command::Transcribe(args) => commands::transcribe(args),
+        Command::Speak(args) => commands::speak(args),
     }
 }

@@ -325,7 +325,6 @@ impl AgentInput {
     }
 }
 
-
 fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
     parse_id(raw).map(AgentId)
 }

@@ -1,0 +1,63 @@
+//! The offline speech commands: `callgenius transcribe` and `callgenius speak`. Results go to
+//! stdout (or the output file), timings to stderr.
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::cli::{SpeakArgs, TranscribeArgs};
+use crate::models::{self, moonshine::Moonshine, piper::Voice};
+use crate::pipeline::{resample::resample, wav};
+
+pub fn transcribe(args: TranscribeArgs) -> anyhow::Result<()> {
+    let audio = wav::read(&args.file)?;
+    models::check(&args.models_dir)?;
+    let env = models::runtime::environment(&args.models_dir)?;
+    let stt = Moonshine::load(&env, &args.models_dir.join("moonshine-tiny-en"))?;
+    let started = Instant::now();
+    let input = resample(
+        &audio.samples,
+        audio.sample_rate,
+        models::moonshine::SAMPLE_RATE,
+    )?;
+    let text = stt.transcribe(&input).context("transcribing")?;
+    let took = started.elapsed().as_secs_f32();
+    println!("{text}");
+    eprintln!(
+        "{:.2} s of audio transcribed in {:.0} ms (real-time factor {:.3})",
+        audio.seconds(),
+        took * 1000.0,
+        took / audio.seconds().max(1e-3)
+    );
+    Ok(())
+}
+
+pub fn speak(args: SpeakArgs) -> anyhow::Result<()> {
+    models::check(&args.models_dir)?;
+    let env = models::runtime::environment(&args.models_dir)?;
+    let dir = args.models_dir.join("voices").join(&args.voice);
+    let voice = Voice::load(&env, &args.voice, &dir)
+        .with_context(|| format!("loading voice {}", args.voice))?;
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut first_clause = None;
+    for clause in models::piper::clauses(&args.text) {
+        samples.extend(voice.synthesize_clause(&clause)?);
+        first_clause.get_or_insert_with(|| started.elapsed());
+    }
+    let took = started.elapsed();
+    let audio = wav::Audio {
+        samples,
+        sample_rate: voice.sample_rate,
+    };
+    wav::write(&args.output, &audio)?;
+    eprintln!(
+        "{:.2} s of audio in {:.0} ms (first clause after {:.0} ms, real-time factor {:.2}); wrote {}",
+        audio.seconds(),
+        took.as_secs_f32() * 1000.0,
+        first_clause.unwrap_or_default().as_secs_f32() * 1000.0,
+        took.as_secs_f32() / audio.seconds().max(1e-3),
+        args.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! Moonshine tiny (English) speech-to-text at 16 kHz: encoder plus merged decoder with a
+//! key/value cache, greedy decoding.
+//!
+//! Tensors:
+//! - encoder: `input_values` f32 [1, N] raw audio in -1..1, `attention_mask` i64 [1, N] of ones
+//!   → `last_hidden_state` f32 [1, S, 288] (S ≈ N / 384).
+//! - decoder: `input_ids` i64 [1, T], `encoder_hidden_states` f32 [1, S, 288],
+//!   `encoder_attention_mask` i64 [1, S], `use_cache_branch` bool [1], and per layer l in 0..6
+//!   `past_key_values.l.{decoder,encoder}.{key,value}` f32 [1, 8, P, 36] → `logits`
+//!   f32 [1, T, 32768] and `present.l.…` of the same shapes.
+//!
+//! Decoding: start token 1, stop at 2, at most ~6.5 tokens a second of audio. The first step runs
+//! with empty caches and computes the cross-attention (encoder) cache; later steps feed one token,
+//! keep that encoder cache and grow only the decoder cache.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Mutex;
+
+use ort::environment::Environment;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor, TensorRef};
+use tokenizers::Tokenizer;
+
+use super::{ModelError, runtime};
+
+/// Input sample rate.
+pub const SAMPLE_RATE: u32 = 16_000;
+const LAYERS: usize = 6;
+const HEADS: usize = 8;
+const HEAD_DIM: usize = 36;
+const START: i64 = 1;
+const END: i64 = 2;
+/// Shortest and longest audio the model accepts, in samples.
+const MIN_SAMPLES: usize = SAMPLE_RATE as usize / 10;
+const MAX_SAMPLES: usize = SAMPLE_RATE as usize * 64;
+const TOKENS_PER_SECOND: f32 = 6.5;
+
+pub struct Moonshine {
+    // `Session::run` takes `&mut self`: one call at a time per model.
+    encoder: Mutex<Session>,
+    decoder: Mutex<Session>,
+    tokenizer: Tokenizer,
+    /// Decoder self-attention cache tensors, then cross-attention (encoder) ones.
+    self_names: Vec<CacheName>,
+    cross_names: Vec<CacheName>,
+}
+
+/// The input and output names of one cache tensor.
+struct CacheName {
+    past: String,
+    present: String,
+}
+
+impl Moonshine {
+    pub fn load(env: &Environment, dir: &Path) -> Result<Self, ModelError> {
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| ModelError::Load {
+            path: tokenizer_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let names = |part: &str| {
+            (0..LAYERS)
+                .flat_map(|layer| {
+                    ["key", "value"].map(|kind| CacheName {
+                        past: format!("past_key_values.{layer}.{part}.{kind}"),
+                        present: format!("present.{layer}.{part}.{kind}"),
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        Ok(Self {
+            encoder: Mutex::new(runtime::session(env, &dir.join("encoder_model.ort"))?),
+            decoder: Mutex::new(runtime::session(
+                env,
+                &dir.join("decoder_model_merged.ort"),
+            )?),
+            tokenizer,
+            self_names: names("decoder"),
+            cross_names: names("encoder"),
+        })
+    }
+
+    /// Transcribes 16 kHz mono audio in -1..1. Audio shorter than 0.1 s is silence to the model
+    /// and yields an empty string; longer than 64 s is refused.
+    pub fn transcribe(&self, audio: &[f32]) -> Result<String, ModelError> {
+        if audio.len() < MIN_SAMPLES {
+            return Ok(String::new());
+        }
+        if audio.len() > MAX_SAMPLES {
+            return Err(ModelError::Input {
+                model: "moonshine",
+                reason: format!(
+                    "{:.1} s of audio is over the 64 s limit",
+                    audio.len() as f32 / SAMPLE_RATE as f32
+                ),
+            });
+        }
+        let hidden = self.encode(audio)?;
+        let tokens = self.decode(hidden, audio.len())?;
+        self.tokenizer
+            .decode(&tokens, true)
+            .map(|text| text.trim().to_owned())
+            .map_err(|e| ModelError::Inference {
+                model: "moonshine tokenizer",
+                reason: e.to_string(),
+            })
+    }
+
+    fn encode(&self, audio: &[f32]) -> Result<DynValue, ModelError> {
+        let err = ModelError::inference("moonshine encoder");
+        let n = audio.len();
+        let mask = vec![1i64; n];
+        let mut encoder = self.encoder.lock().unwrap_or_else(|p| p.into_inner());
+        let mut outputs = encoder
+            .run(ort::inputs![
+                "input_values" => TensorRef::from_array_view(([1usize, n], audio)).map_err(&err)?,
+                "attention_mask" => TensorRef::from_array_view(([1usize, n], &mask[..])).map_err(&err)?,
+            ])
+            .map_err(&err)?;
+        outputs
+            .remove("last_hidden_state")
+            .ok_or_else(|| ModelError::Inference {
+                model: "moonshine encoder",
+                reason: "no last_hidden_state output".into(),
+            })
+    }
+
+    fn decode(&self, hidden: DynValue, samples: usize) -> Result<Vec<u32>, ModelError> {
+        let err = ModelError::inference("moonshine decoder");
+        let frames = hidden.shape().get(1).copied().unwrap_or(0).max(0) as usize;
+        let encoder_mask =
+            Tensor::from_array(([1usize, frames], vec![1i64; frames])).map_err(&err)?;
+        let max_tokens =
+            ((samples as f32 / SAMPLE_RATE as f32) * TOKENS_PER_SECOND).ceil() as usize + 1;
+        let mut decoder = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
+
+        let empty = || {
+            Tensor::from_array(([1usize, HEADS, 0, HEAD_DIM], Vec::<f32>::new()))
+                .map(Tensor::into_dyn)
+        };
+        // Self-attention cache: grows every step. Cross-attention cache: computed at step 0 and
+        // then kept (the merged model's later encoder outputs are placeholders, not the cache).
+        let mut self_cache = Vec::with_capacity(self.self_names.len());
+        let mut cross_cache = Vec::with_capacity(self.cross_names.len());
+        for _ in 0..self.self_names.len() {
+            self_cache.push(empty().map_err(&err)?);
+            cross_cache.push(empty().map_err(&err)?);
+        }
+        let mut tokens: Vec<u32> = Vec::with_capacity(max_tokens);
+        let mut last = START;
+        for step in 0..max_tokens {
+            let ids = Tensor::from_array(([1usize, 1], vec![last])).map_err(&err)?;
+            let branch = Tensor::from_array(([1usize], vec![step > 0])).map_err(&err)?;
+            let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
+                ("input_ids".into(), ids.into()),
+                ("encoder_hidden_states".into(), (&hidden).into()),
+                ("encoder_attention_mask".into(), (&encoder_mask).into()),
+                ("use_cache_branch".into(), branch.into()),
+            ];
+            for (name, value) in self.self_names.iter().zip(self_cache.drain(..)) {
+                inputs.push((name.past.as_str().into(), value.into()));
+            }
+            for (name, value) in self.cross_names.iter().zip(&cross_cache) {
+                inputs.push((name.past.as_str().into(), value.into()));
+            }
+            let mut outputs = decoder.run(inputs).map_err(&err)?;
+            let next = {
+                let (_, logits) = outputs["logits"]
+                    .try_extract_tensor::<f32>()
+                    .map_err(&err)?;
+                argmax(logits)
+            };
+            let mut take = |name: &str| {
+                outputs.remove(name).ok_or_else(|| ModelError::Inference {
+                    model: "moonshine decoder",
+                    reason: format!("no {name} output"),
+                })
+            };
+            for name in &self.self_names {
+                self_cache.push(take(&name.present)?);
+            }
+            if step == 0 {
+                for (slot, name) in cross_cache.iter_mut().zip(&self.cross_names) {
+                    *slot = take(&name.present)?;
+                }
+            }
+            if next == END {
+                break;
+            }
+            tokens.push(next as u32);
+            last = next;
+        }
+        Ok(tokens)
+    }
+}
+
+fn argmax(values: &[f32]) -> i64 {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best as i64
+}
