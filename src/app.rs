@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,6 +11,8 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::models::SpeechModels;
+use crate::models::pool::InferencePool;
 use crate::store::{Db, StoreError};
 
 /// How often idle rate-limit buckets are forgotten and metric histograms are compacted.
@@ -26,6 +29,8 @@ pub enum StartError {
     Database(#[source] StoreError),
     #[error("cannot migrate the database")]
     Migrate(#[source] StoreError),
+    #[error(transparent)]
+    Models(crate::models::ModelError),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -40,6 +45,7 @@ pub struct Application {
     public_url: String,
     router: Router,
     state: AppState,
+    preload_models: bool,
 }
 
 impl Application {
@@ -68,7 +74,10 @@ impl Application {
             .unwrap_or_else(|| format!("http://{local_addr}"))
             .trim_end_matches('/')
             .to_owned();
-        let state = AppState::new(db, &config.limits, config.voices.clone());
+        let pool = InferencePool::for_machine();
+        let speech = SpeechModels::open(&config.models_dir, &config.voice_aliases, pool)
+            .map_err(StartError::Models)?;
+        let state = AppState::new(db, &config.limits, Arc::new(speech));
         let router = api::router(state.clone(), &config.limits);
         tracing::info!(
             %local_addr, %public_url, database = state.db.backend().as_str(),
@@ -80,6 +89,7 @@ impl Application {
             public_url,
             router,
             state,
+            preload_models: config.preload_models,
         })
     }
 
@@ -106,8 +116,18 @@ impl Application {
             listener,
             router,
             state,
+            preload_models,
             ..
         } = self;
+        if preload_models {
+            let speech = Arc::clone(&state.speech);
+            tokio::spawn(async move {
+                match speech.get().await {
+                    Ok(_) => tracing::info!("speech models loaded"),
+                    Err(error) => tracing::error!(%error, "speech models failed to load"),
+                }
+            });
+        }
         let server = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -80,6 +80,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "CALLGENIUS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Directory of the model files (see scripts/fetch-models).
+    #[arg(long, env = "CALLGENIUS_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
     /// Take client addresses from the last X-Forwarded-For entry (only behind one trusted proxy).
     #[arg(long, env = "CALLGENIUS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
@@ -98,6 +101,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             // An absent flag leaves the config file's setting in force.
             trust_forwarded_for: self.trust_forwarded_for.then_some(true),
+            models_dir: self.models_dir,
         }
     }
 }

@@ -4,14 +4,15 @@
 //! Secrets (the database URL may carry a password) are wrapped in [`SecretString`] so that
 //! `Debug` output and logs never print them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-/// Default voice ids offered until the speech-model catalogue replaces this list.
-pub const DEFAULT_VOICES: &[&str] = &["aria", "leo"];
+/// Default voice aliases: the seed's example voice ids, spoken by the one voice the engine ships.
+pub const DEFAULT_VOICE_ALIASES: &[(&str, &str)] = &[("aria", "joe"), ("leo", "joe")];
 
 /// Everything the engine needs to start, after layering.
 #[derive(Debug, Clone)]
@@ -23,7 +24,12 @@ pub struct Config {
     /// Externally reachable base URL; `None` means `http://<bound address>`.
     pub public_url: Option<String>,
     pub limits: Limits,
-    pub voices: Vec<String>,
+    /// Directory of the model files (`scripts/fetch-models` fills it).
+    pub models_dir: PathBuf,
+    /// Extra voice ids, each spoken by an installed voice.
+    pub voice_aliases: BTreeMap<String, String>,
+    /// Load the models in the background at start-up (otherwise on first use).
+    pub preload_models: bool,
     pub db_max_connections: u32,
 }
 
@@ -70,7 +76,12 @@ impl Config {
             database_url: None,
             public_url: None,
             limits: Limits::default(),
-            voices: DEFAULT_VOICES.iter().map(|v| v.to_string()).collect(),
+            models_dir: PathBuf::from("models"),
+            voice_aliases: DEFAULT_VOICE_ALIASES
+                .iter()
+                .map(|(alias, voice)| (alias.to_string(), voice.to_string()))
+                .collect(),
+            preload_models: true,
             db_max_connections: 10,
         }
     }
@@ -99,6 +110,7 @@ pub struct Overrides {
     pub auth_requests_per_minute: Option<u32>,
     pub max_body_bytes: Option<usize>,
     pub trust_forwarded_for: Option<bool>,
+    pub models_dir: Option<PathBuf>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
@@ -113,7 +125,9 @@ struct FileConfig {
     auth_requests_per_minute: Option<u32>,
     max_body_bytes: Option<usize>,
     trust_forwarded_for: Option<bool>,
-    voices: Option<Vec<String>>,
+    models_dir: Option<PathBuf>,
+    voice_aliases: Option<BTreeMap<String, String>>,
+    preload_models: Option<bool>,
     db_max_connections: Option<u32>,
 }
 
@@ -181,7 +195,12 @@ impl Config {
                 .or(file.database_url.map(SecretString::from)),
             public_url: overrides.public_url.or(file.public_url),
             limits,
-            voices: file.voices.unwrap_or(defaults.voices),
+            models_dir: overrides
+                .models_dir
+                .or(file.models_dir)
+                .unwrap_or(defaults.models_dir),
+            voice_aliases: file.voice_aliases.unwrap_or(defaults.voice_aliases),
+            preload_models: file.preload_models.unwrap_or(defaults.preload_models),
             db_max_connections: file
                 .db_max_connections
                 .unwrap_or(defaults.db_max_connections),
@@ -216,9 +235,6 @@ impl Config {
         if self.limits.max_body_bytes < 1024 {
             return Err(invalid("max_body_bytes", "must be at least 1024"));
         }
-        if self.voices.is_empty() {
-            return Err(invalid("voices", "must list at least one voice"));
-        }
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1"));
         }
@@ -248,7 +264,7 @@ mod tests {
         let file = dir.join("callgenius.toml");
         std::fs::write(
             &file,
-            "addr = \"127.0.0.1:9000\"\nrequests_per_minute = 60\nvoices = [\"joe\"]\n",
+            "addr = \"127.0.0.1:9000\"\nrequests_per_minute = 60\n[voice_aliases]\nbob = \"joe\"\n",
         )
         .unwrap();
         let config = Config::load(Overrides {
@@ -260,7 +276,10 @@ mod tests {
         assert_eq!(config.addr.port(), 9000);
         assert_eq!(config.limits.requests_per_minute, 30);
         assert_eq!(config.limits.auth_requests_per_minute, 20);
-        assert_eq!(config.voices, vec!["joe".to_string()]);
+        assert_eq!(
+            config.voice_aliases,
+            BTreeMap::from([("bob".to_string(), "joe".to_string())])
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -10,7 +10,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Auth, Fields, JsonBody, Optional, parse_id};
-use super::{AppState, JsonResult, Voices};
+use super::{AppState, JsonResult};
 use crate::agent::service::{self, AgentDetail};
 use crate::agent::{
     AgentSpec, HUMOUR_MAX, NAME_MAX_CHARS, Personality, SLIDER_MAX, SYSTEM_PROMPT_MAX_CHARS,
@@ -227,7 +227,7 @@ struct AgentInput {
 impl AgentInput {
     fn parse(
         body: &JsonBody,
-        voices: &Voices,
+        voices: &[String],
         completeness: Completeness,
     ) -> Result<Self, ApiError> {
         let mut fields = Fields::new(body);
@@ -245,8 +245,8 @@ impl AgentInput {
         };
         let name = required(&mut fields, "name", NAME_MAX_CHARS);
         let voice = match required(&mut fields, "voice", 64) {
-            Optional::Value(voice) if !voices.0.contains(&voice) => {
-                fields.error("voice", format!("must be one of: {}", voices.0.join(", ")));
+            Optional::Value(voice) if !voices.contains(&voice) => {
+                fields.error("voice", format!("must be one of: {}", voices.join(", ")));
                 Optional::Absent
             }
             other => other,
@@ -362,7 +362,8 @@ async fn create_agent(
     body: JsonBody,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
     let tenant = auth.require(Role::Admin)?;
-    let spec = AgentInput::parse(&body, &state.voices, Completeness::Full)?.into_spec()?;
+    let spec =
+        AgentInput::parse(&body, &state.speech.voice_ids(), Completeness::Full)?.into_spec()?;
     let row = service::create(&state.db, tenant, auth.user_id, spec).await?;
     let Json(view) = view(&state, &auth, AgentId(row.id)).await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -403,7 +404,8 @@ async fn replace_agent(
 ) -> JsonResult<AgentView> {
     let tenant = auth.require(Role::Admin)?;
     let agent = agent_id(&id)?;
-    let spec = AgentInput::parse(&body, &state.voices, Completeness::Full)?.into_spec()?;
+    let spec =
+        AgentInput::parse(&body, &state.speech.voice_ids(), Completeness::Full)?.into_spec()?;
     service::update(&state.db, tenant, auth.user_id, agent, |_| spec).await?;
     view(&state, &auth, agent).await
 }
@@ -429,7 +431,7 @@ async fn patch_agent(
 ) -> JsonResult<AgentView> {
     let tenant = auth.require(Role::Admin)?;
     let agent = agent_id(&id)?;
-    let input = AgentInput::parse(&body, &state.voices, Completeness::Partial)?;
+    let input = AgentInput::parse(&body, &state.speech.voice_ids(), Completeness::Partial)?;
     service::update(&state.db, tenant, auth.user_id, agent, |current| {
         input.apply(current)
     })

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod ratelimit;
 pub mod system;
 pub mod tenants;
+pub mod voices;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -32,13 +33,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Limits;
+use crate::models::SpeechModels;
 use crate::store::Db;
 use error::{ApiError, ErrorCause};
 use ratelimit::RateLimiters;
-
-/// The voice ids agents may use (a configured list until the speech models provide a catalogue).
-#[derive(Debug, Clone)]
-pub struct Voices(pub Arc<Vec<String>>);
 
 /// Shared application state: a few `Arc`s, cheap to clone; handlers take only what they need
 /// through `FromRef`.
@@ -46,16 +44,16 @@ pub struct Voices(pub Arc<Vec<String>>);
 pub struct AppState {
     pub db: Db,
     pub limiters: Arc<RateLimiters>,
-    pub voices: Voices,
+    pub speech: Arc<SpeechModels>,
     pub metrics: PrometheusHandle,
 }
 
 impl AppState {
-    pub fn new(db: Db, limits: &Limits, voices: Vec<String>) -> Self {
+    pub fn new(db: Db, limits: &Limits, speech: Arc<SpeechModels>) -> Self {
         Self {
             db,
             limiters: Arc::new(RateLimiters::new(limits)),
-            voices: Voices(Arc::new(voices)),
+            speech,
             metrics: crate::telemetry::metrics_handle(),
         }
     }
@@ -74,6 +72,7 @@ impl AppState {
         (name = "auth", description = "Accounts and tokens"),
         (name = "tenants", description = "Businesses and their members"),
         (name = "agents", description = "Versioned voice agents"),
+        (name = "voices", description = "The installed text-to-speech voices"),
         (name = "system", description = "Health, readiness, metrics and this description"),
     )
 )]
@@ -155,6 +154,7 @@ fn resource_routes() -> OpenApiRouter<AppState> {
         .merge(auth::routes())
         .merge(tenants::routes())
         .merge(agents::routes())
+        .merge(voices::routes())
 }
 
 /// Builds the whole HTTP application for `state`.

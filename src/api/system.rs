@@ -14,6 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use crate::models::ModelStatus;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,6 +35,8 @@ pub struct Readiness {
     pub status: String,
     /// `sqlite` or `postgres`.
     pub database: String,
+    /// `ready` (loaded) or `installed` (checked; loaded on first use).
+    pub models: String,
 }
 
 /// The process is up.
@@ -44,10 +47,11 @@ async fn healthz() -> Json<Health> {
     })
 }
 
-/// The engine can serve: the database answers.
+/// The engine can serve: the database answers and the speech models are installed and not
+/// still loading.
 #[utoipa::path(
     get, path = "/readyz", tag = "system",
-    responses((status = 200, body = Readiness), (status = 503, description = "The database does not answer", body = ErrorBody))
+    responses((status = 200, body = Readiness), (status = 503, description = "The database does not answer, or the models are loading or failed to load", body = ErrorBody))
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state.db.ping().await.map_err(|error| {
@@ -56,9 +60,22 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
             ApiError::internal(error).cause()
         ))
     })?;
+    let models = match state.speech.status() {
+        ModelStatus::Ready => "ready",
+        ModelStatus::Installed => "installed",
+        ModelStatus::Loading => {
+            return Err(ApiError::Unavailable("speech models are loading".into()));
+        }
+        ModelStatus::Failed(reason) => {
+            return Err(ApiError::Unavailable(format!(
+                "speech models failed to load: {reason}"
+            )));
+        }
+    };
     Ok(Json(Readiness {
         status: "ready".into(),
         database: state.db.backend().as_str().into(),
+        models: models.into(),
     }))
 }
 

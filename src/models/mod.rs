@@ -6,6 +6,7 @@
 //! opens everything. Inference is synchronous; callers run it on the [`pool::InferencePool`],
 //! never on the async runtime's workers.
 
+pub mod hub;
 pub mod manifest;
 pub mod minilm;
 pub mod moonshine;
@@ -17,6 +18,7 @@ pub mod silero;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use hub::{ModelStatus, SpeechModels, VoiceEntry};
 pub use manifest::check;
 
 /// The command that installs the model files.

@@ -79,27 +79,80 @@ impl std::fmt::Debug for Voice {
     }
 }
 
+/// What a voice directory declares, read without loading the model.
+#[derive(Debug, Clone)]
+pub struct VoiceInfo {
+    pub id: String,
+    /// BCP-47 style language (`en-US`).
+    pub language: String,
+    pub sample_rate: u32,
+    pub model: PathBuf,
+}
+
+/// Reads the voice in `dir`: its first `.onnx` file and the `.onnx.json` beside it.
+fn read_voice(id: &str, dir: &Path) -> Result<(VoiceInfo, VoiceConfig), ModelError> {
+    let mut models: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| ModelError::Load {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    models.sort();
+    let model = models
+        .into_iter()
+        .next()
+        .ok_or_else(|| ModelError::Missing {
+            path: dir.join("<voice>.onnx"),
+        })?;
+    let config_path = PathBuf::from(format!("{}.json", model.display()));
+    let text = std::fs::read_to_string(&config_path).map_err(|_| ModelError::Missing {
+        path: config_path.clone(),
+    })?;
+    let config: VoiceConfig = serde_json::from_str(&text).map_err(|e| ModelError::Load {
+        path: config_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let language = config
+        .language
+        .as_ref()
+        .map(|l| l.code.replace('_', "-"))
+        .unwrap_or_else(|| config.espeak.voice.clone());
+    let info = VoiceInfo {
+        id: id.to_owned(),
+        language,
+        sample_rate: config.audio.sample_rate,
+        model,
+    };
+    Ok((info, config))
+}
+
+/// Lists the voice directories under `dir` (the directory name is the voice id), in id order.
+pub fn scan(dir: &Path) -> Result<Vec<VoiceInfo>, ModelError> {
+    let mut dirs: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|_| ModelError::Missing {
+            path: dir.to_owned(),
+        })?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.iter()
+        .map(|path| {
+            let id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            read_voice(id, path).map(|(info, _)| info)
+        })
+        .collect()
+}
+
 impl Voice {
     /// Loads the voice in `dir` (the first `.onnx` file with its `.onnx.json`).
     pub fn load(env: &Environment, id: &str, dir: &Path) -> Result<Voice, ModelError> {
-        let model = std::fs::read_dir(dir)
-            .map_err(|e| ModelError::Load {
-                path: dir.to_owned(),
-                reason: e.to_string(),
-            })?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|e| e == "onnx"))
-            .ok_or_else(|| ModelError::Missing {
-                path: dir.join("<voice>.onnx"),
-            })?;
-        let config_path = PathBuf::from(format!("{}.json", model.display()));
-        let text = std::fs::read_to_string(&config_path).map_err(|_| ModelError::Missing {
-            path: config_path.clone(),
-        })?;
-        let config: VoiceConfig = serde_json::from_str(&text).map_err(|e| ModelError::Load {
-            path: config_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let (info, config) = read_voice(id, dir)?;
         let phoneme_ids = config
             .phoneme_id_map
             .into_iter()
@@ -111,14 +164,10 @@ impl Voice {
                 }
             })
             .collect();
-        let language = config
-            .language
-            .map(|l| l.code.replace('_', "-"))
-            .unwrap_or_else(|| config.espeak.voice.clone());
         Ok(Voice {
-            id: id.to_owned(),
-            language,
-            sample_rate: config.audio.sample_rate,
+            id: info.id,
+            language: info.language,
+            sample_rate: info.sample_rate,
             espeak_voice: config.espeak.voice,
             scales: [
                 config.inference.noise_scale,
@@ -126,7 +175,7 @@ impl Voice {
                 config.inference.noise_w,
             ],
             phoneme_ids,
-            session: Mutex::new(runtime::session(env, &model)?),
+            session: Mutex::new(runtime::session(env, &info.model)?),
         })
     }
 
@@ -240,23 +289,13 @@ pub struct VoiceCatalogue {
 impl VoiceCatalogue {
     /// Loads every voice directory under `dir`, in id order.
     pub fn load(env: &Environment, dir: &Path) -> Result<Self, ModelError> {
-        let mut dirs: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|_| ModelError::Missing {
-                path: dir.to_owned(),
-            })?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        dirs.sort();
-        let mut voices = Vec::with_capacity(dirs.len());
-        for path in dirs {
-            let id = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
-            voices.push(Arc::new(Voice::load(env, &id, &path)?));
-        }
+        let voices = scan(dir)?
+            .iter()
+            .map(|info| {
+                let voice_dir = info.model.parent().unwrap_or(dir);
+                Voice::load(env, &info.id, voice_dir).map(Arc::new)
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self { voices })
     }
 

@@ -123,7 +123,7 @@ async fn every_invalid_field_is_reported_at_once() {
         ]
     );
     assert_eq!(errors["humour_level"][0], "must be between 0 and 30");
-    assert_eq!(errors["voice"][0], "must be one of: aria, leo");
+    assert_eq!(errors["voice"][0], "must be one of: aria, joe, leo");
 
     let empty = app.post("/api/agents", &s.token, json!({})).await;
     assert_error(&empty, StatusCode::UNPROCESSABLE_ENTITY);

@@ -31,8 +31,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::with_data_dir(data_dir.path());
-    config.database_url = test_database().await;
+    let mut config = test_config(data_dir.path()).await;
     configure(&mut config);
     let app = Application::build(config).await.expect("engine starts");
     let base = format!("http://{}", app.local_addr());
@@ -42,6 +41,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         client: reqwest::Client::new(),
         _data_dir: std::sync::Arc::new(data_dir),
     }
+}
+
+/// The engine's configuration for a test: port 0, a fresh database, the repository's models
+/// (loaded on first use, so that tests which never speak do not pay for loading them).
+pub async fn test_config(data_dir: &std::path::Path) -> Config {
+    let mut config = Config::with_data_dir(data_dir);
+    config.database_url = test_database().await;
+    config.models_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    config.preload_models = false;
+    config
 }
 
 /// A fresh PostgreSQL database when the suite runs against PostgreSQL; `None` for SQLite.

@@ -11,6 +11,10 @@ async fn health_readiness_and_metrics() {
     assert_eq!(health.body["status"], "ok");
     let ready = app.request(Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(
+        ready.body["models"], "installed",
+        "loaded on first use in tests"
+    );
     let expected = if std::env::var(POSTGRES_ENV).is_ok_and(|u| !u.is_empty()) {
         "postgres"
     } else {
@@ -65,6 +69,7 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
         "GET /api/members",
         "GET /api/openapi.json",
         "GET /api/tenants",
+        "GET /api/voices",
         "GET /docs",
         "GET /healthz",
         "GET /metrics",
@@ -127,8 +132,7 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
 #[tokio::test]
 async fn shutdown_stops_accepting_and_closes_cleanly() {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut config = callgenius::config::Config::with_data_dir(data_dir.path());
-    config.database_url = crate::helpers::test_database().await;
+    let config = crate::helpers::test_config(data_dir.path()).await;
     let app = callgenius::app::Application::build(config).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -166,13 +170,18 @@ async fn the_router_serves_in_process_without_a_socket() {
     use tower::ServiceExt;
 
     let data_dir = tempfile::tempdir().unwrap();
-    let mut config = callgenius::config::Config::with_data_dir(data_dir.path());
-    config.database_url = crate::helpers::test_database().await;
+    let config = crate::helpers::test_config(data_dir.path()).await;
     let db = callgenius::store::Db::connect(&config.effective_database_url(), 2)
         .await
         .unwrap();
     db.migrate().await.unwrap();
-    let state = callgenius::api::AppState::new(db, &config.limits, config.voices.clone());
+    let speech = callgenius::models::SpeechModels::open(
+        &config.models_dir,
+        &config.voice_aliases,
+        callgenius::models::pool::InferencePool::new(1),
+    )
+    .unwrap();
+    let state = callgenius::api::AppState::new(db, &config.limits, std::sync::Arc::new(speech));
     let router = callgenius::api::router(state, &config.limits);
 
     let register = Request::post("/api/auth/register")
@@ -198,4 +207,68 @@ async fn the_router_serves_in_process_without_a_socket() {
     let response = router.oneshot(list).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-ratelimit-remaining"], "119");
+}
+
+#[tokio::test]
+async fn the_voice_catalogue_lists_installed_voices_and_aliases() {
+    let app = spawn_app().await;
+    let s = app.register("v@example.com", "Voices").await;
+    let r = app.get("/api/voices", &s.token).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let voices = r.body.as_array().unwrap();
+    let ids: Vec<_> = voices.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["aria", "joe", "leo"]);
+    let joe = &voices[1];
+    assert_eq!(joe["language"], "en-US");
+    assert_eq!(joe["sample_rate"], 22_050);
+    assert_eq!(joe["alias_of"], Value::Null);
+    assert!(
+        joe["licence_note"]
+            .as_str()
+            .unwrap()
+            .contains("commercial use")
+    );
+    assert_eq!(voices[0]["alias_of"], "joe");
+    // An agent may use an installed voice by its own id.
+    let mut body = crate::helpers::reception("Joe");
+    body["voice"] = "joe".into();
+    assert_eq!(
+        app.post("/api/agents", &s.token, body).await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn models_preload_in_the_background_and_readiness_follows() {
+    let app = crate::helpers::spawn_app_with(|c| c.preload_models = true).await;
+    let started = std::time::Instant::now();
+    loop {
+        let r = app.request(Method::GET, "/readyz", None, None).await;
+        if r.status == StatusCode::OK {
+            assert_eq!(r.body["models"], "ready");
+            break;
+        }
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+        assert_eq!(r.body["message"], "speech models are loading");
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "models never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn start_up_names_a_missing_model_file_and_the_fetch_command() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = crate::helpers::test_config(data_dir.path()).await;
+    config.models_dir = data_dir.path().join("no-models");
+    let error = match callgenius::app::Application::build(config).await {
+        Ok(_) => panic!("started without models"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("libonnxruntime.so.1.32.0") && error.contains("./scripts/fetch-models"),
+        "{error}"
+    );
 }
