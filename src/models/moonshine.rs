@@ -35,6 +35,8 @@ const END: i64 = 2;
 const MIN_SAMPLES: usize = SAMPLE_RATE as usize / 10;
 const MAX_SAMPLES: usize = SAMPLE_RATE as usize * 64;
 const TOKENS_PER_SECOND: f32 = 6.5;
+/// Silence added before and after each utterance (0.25 s).
+const PAD_SAMPLES: usize = SAMPLE_RATE as usize / 4;
 
 pub struct Moonshine {
     // `Session::run` takes `&mut self`: one call at a time per model.
@@ -96,8 +98,15 @@ impl Moonshine {
                 ),
             });
         }
-        let hidden = self.encode(audio)?;
-        let tokens = self.decode(hidden, audio.len())?;
+        // Speech that starts at the very first sample loses its first word (measured on Piper
+        // fixtures: "Your appointment" heard as "DuraPoint Mint"); a short silence either side,
+        // as a microphone would have recorded, makes the model reliable.
+        let mut padded = Vec::with_capacity(audio.len() + 2 * PAD_SAMPLES);
+        padded.resize(PAD_SAMPLES, 0.0);
+        padded.extend_from_slice(audio);
+        padded.resize(audio.len() + 2 * PAD_SAMPLES, 0.0);
+        let hidden = self.encode(&padded)?;
+        let tokens = self.decode(hidden, padded.len())?;
         self.tokenizer
             .decode(&tokens, true)
             .map(|text| text.trim().to_owned())
