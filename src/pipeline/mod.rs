@@ -6,9 +6,11 @@
 //! - [`SpeechToText`] and [`TextToSpeech`]: what the call pipeline needs from models; the
 //!   Moonshine and Piper models implement them, tests may substitute their own.
 
+pub mod endpoint;
 pub mod g711;
 pub mod resample;
 pub mod tts_cache;
+pub mod vad;
 pub mod wav;
 
 use crate::models::ModelError;

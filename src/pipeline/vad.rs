@@ -1,0 +1,162 @@
+//! Voice activity detection behind one trait, with two detectors: WebRTC's (a GMM over band
+//! energies, microseconds a frame) and Silero (a small neural network, a fraction of a
+//! millisecond a window on the inference thread). The endpointer feeds either frame by frame.
+
+use std::sync::Arc;
+
+use webrtc_vad::{SampleRate, Vad, VadMode};
+
+use crate::models::ModelError;
+use crate::models::silero::{SileroModel, SileroStream};
+
+/// Decides, frame by frame, whether a stream holds speech.
+pub trait VoiceActivity: Send {
+    /// Samples in each frame the detector takes (at the stream's rate).
+    fn frame_len(&self) -> usize;
+    /// Whether `frame` (exactly [`VoiceActivity::frame_len`] samples in -1..1) is speech.
+    fn is_speech(&mut self, frame: &[f32]) -> Result<bool, ModelError>;
+}
+
+/// Which detector to use; configurable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VadKind {
+    Webrtc,
+    Silero,
+}
+
+/// WebRTC VAD aggressiveness, 0 (lets most through as speech) to 3 (strictest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aggressiveness(u8);
+
+impl Aggressiveness {
+    pub fn new(level: u8) -> Option<Self> {
+        (level <= 3).then_some(Self(level))
+    }
+}
+
+impl Default for Aggressiveness {
+    fn default() -> Self {
+        Self(2)
+    }
+}
+
+/// WebRTC's detector on 20 ms frames.
+pub struct WebrtcVad {
+    vad: SendVad,
+    frame: Vec<i16>,
+}
+
+/// `webrtc_vad::Vad` holds a raw pointer to its C state, so it is not `Send` by default.
+struct SendVad(Vad);
+
+// SAFETY: the C state (fvad) has no thread affinity and no shared global state; each instance is
+// owned by one call's pipeline and used from one thread at a time (`&mut self` only, not `Sync`).
+unsafe impl Send for SendVad {}
+
+impl WebrtcVad {
+    /// A detector at 8, 16, 32 or 48 kHz.
+    pub fn new(sample_rate: u32, aggressiveness: Aggressiveness) -> Result<Self, ModelError> {
+        let rate = SampleRate::try_from(sample_rate as i32).map_err(|_| ModelError::Input {
+            model: "webrtc-vad",
+            reason: format!("sample rate {sample_rate} Hz; 8, 16, 32 or 48 kHz needed"),
+        })?;
+        let mode = match aggressiveness.0 {
+            0 => VadMode::Quality,
+            1 => VadMode::LowBitrate,
+            2 => VadMode::Aggressive,
+            _ => VadMode::VeryAggressive,
+        };
+        let frame_len = sample_rate as usize / 50;
+        Ok(Self {
+            vad: SendVad(Vad::new_with_rate_and_mode(rate, mode)),
+            frame: vec![0; frame_len],
+        })
+    }
+}
+
+impl VoiceActivity for WebrtcVad {
+    fn frame_len(&self) -> usize {
+        self.frame.len()
+    }
+
+    fn is_speech(&mut self, frame: &[f32]) -> Result<bool, ModelError> {
+        if frame.len() != self.frame.len() {
+            return Err(ModelError::Input {
+                model: "webrtc-vad",
+                reason: format!("frame of {} samples", frame.len()),
+            });
+        }
+        for (out, &sample) in self.frame.iter_mut().zip(frame) {
+            *out = crate::pipeline::wav::to_i16(sample);
+        }
+        self.vad
+            .0
+            .is_voice_segment(&self.frame)
+            .map_err(|()| ModelError::Inference {
+                model: "webrtc-vad",
+                reason: "frame refused".into(),
+            })
+    }
+}
+
+/// Silero on 32 ms windows; speech when the probability passes a threshold.
+pub struct SileroVad {
+    model: Arc<SileroModel>,
+    stream: SileroStream,
+    threshold: f32,
+}
+
+impl SileroVad {
+    /// Silero's recommended speech threshold.
+    pub const THRESHOLD: f32 = 0.5;
+
+    pub fn new(model: Arc<SileroModel>, sample_rate: u32) -> Result<Self, ModelError> {
+        Ok(Self {
+            model,
+            stream: SileroStream::new(sample_rate)?,
+            threshold: Self::THRESHOLD,
+        })
+    }
+}
+
+impl VoiceActivity for SileroVad {
+    fn frame_len(&self) -> usize {
+        self.stream.window()
+    }
+
+    fn is_speech(&mut self, frame: &[f32]) -> Result<bool, ModelError> {
+        Ok(self.model.probability(&mut self.stream, frame)? >= self.threshold)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webrtc_hears_a_voiced_tone_and_not_silence() {
+        let mut vad = WebrtcVad::new(8_000, Aggressiveness::default()).unwrap();
+        assert_eq!(vad.frame_len(), 160);
+        let silence = vec![0.0; 160];
+        assert!(!vad.is_speech(&silence).unwrap());
+        // A buzzy 150 Hz tone with harmonics, loud enough, reads as voice.
+        let mut voiced = 0;
+        for n in 0..50 {
+            let frame: Vec<f32> = (0..160)
+                .map(|i| {
+                    let t = (n * 160 + i) as f32 / 8_000.0;
+                    (1..8)
+                        .map(|h| (t * 150.0 * h as f32 * std::f32::consts::TAU).sin() / h as f32)
+                        .sum::<f32>()
+                        * 0.2
+                })
+                .collect();
+            voiced += usize::from(vad.is_speech(&frame).unwrap());
+        }
+        assert!(voiced > 25, "{voiced} of 50 frames");
+        assert!(vad.is_speech(&[0.0; 100]).is_err());
+        assert!(WebrtcVad::new(11_025, Aggressiveness::default()).is_err());
+        assert!(Aggressiveness::new(4).is_none());
+    }
+}
