@@ -31,6 +31,24 @@ fn stt(c: &mut Criterion) {
         |b| b.iter(|| models.stt.transcribe(black_box(&input)).unwrap()),
     );
     group.finish();
+
+    // Cost against utterance length: what transcribing only the tail of an utterance, after
+    // transcribing its start while the caller still speaks, could save.
+    let mut group = c.benchmark_group("models/stt_by_length");
+    group.sample_size(10);
+    for seconds in [1usize, 2, 4, 8] {
+        let clip: Vec<f32> = input
+            .iter()
+            .copied()
+            .cycle()
+            .take(seconds * 16_000)
+            .collect();
+        group.throughput(Throughput::Elements(clip.len() as u64));
+        group.bench_function(format!("{seconds}s"), |b| {
+            b.iter(|| models.stt.transcribe(black_box(&clip)).unwrap())
+        });
+    }
+    group.finish();
 }
 
 fn tts(c: &mut Criterion) {

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::pipeline::vad::{Aggressiveness, VadKind};
 use serde::Deserialize;
 
 /// Default voice aliases: the seed's example voice ids, spoken by the one voice the engine ships.
@@ -30,6 +32,9 @@ pub struct Config {
     pub voice_aliases: BTreeMap<String, String>,
     /// Load the models in the background at start-up (otherwise on first use).
     pub preload_models: bool,
+    /// The voice activity detector calls use, and WebRTC's aggressiveness when it is chosen.
+    pub vad: VadKind,
+    pub vad_aggressiveness: Aggressiveness,
     pub db_max_connections: u32,
 }
 
@@ -82,6 +87,8 @@ impl Config {
                 .map(|(alias, voice)| (alias.to_string(), voice.to_string()))
                 .collect(),
             preload_models: true,
+            vad: VadKind::default(),
+            vad_aggressiveness: Aggressiveness::default(),
             db_max_connections: 10,
         }
     }
@@ -128,6 +135,8 @@ struct FileConfig {
     models_dir: Option<PathBuf>,
     voice_aliases: Option<BTreeMap<String, String>>,
     preload_models: Option<bool>,
+    vad: Option<VadKind>,
+    vad_aggressiveness: Option<u8>,
     db_max_connections: Option<u32>,
 }
 
@@ -201,6 +210,14 @@ impl Config {
                 .unwrap_or(defaults.models_dir),
             voice_aliases: file.voice_aliases.unwrap_or(defaults.voice_aliases),
             preload_models: file.preload_models.unwrap_or(defaults.preload_models),
+            vad: file.vad.unwrap_or(defaults.vad),
+            vad_aggressiveness: match file.vad_aggressiveness {
+                None => defaults.vad_aggressiveness,
+                Some(level) => Aggressiveness::new(level).ok_or(ConfigError::Invalid {
+                    setting: "vad_aggressiveness",
+                    reason: "must be 0, 1, 2 or 3".into(),
+                })?,
+            },
             db_max_connections: file
                 .db_max_connections
                 .unwrap_or(defaults.db_max_connections),
@@ -264,7 +281,7 @@ mod tests {
         let file = dir.join("callgenius.toml");
         std::fs::write(
             &file,
-            "addr = \"127.0.0.1:9000\"\nrequests_per_minute = 60\n[voice_aliases]\nbob = \"joe\"\n",
+            "addr = \"127.0.0.1:9000\"\nrequests_per_minute = 60\nvad = \"webrtc\"\nvad_aggressiveness = 3\n[voice_aliases]\nbob = \"joe\"\n",
         )
         .unwrap();
         let config = Config::load(Overrides {
@@ -280,6 +297,8 @@ mod tests {
             config.voice_aliases,
             BTreeMap::from([("bob".to_string(), "joe".to_string())])
         );
+        assert_eq!(config.vad, VadKind::Webrtc);
+        assert_eq!(config.vad_aggressiveness, Aggressiveness::new(3).unwrap());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -73,6 +73,11 @@ pub struct Endpointer<V> {
     utterance_len: usize,
     /// Samples consumed so far (at the end of the last complete frame).
     position: u64,
+    /// Unvoiced samples that end an utterance: the configured silence less the detector's
+    /// hangover (which already counted as voice), at least one frame.
+    silence_needed: usize,
+    /// The detector's hangover, in samples.
+    hangover: u64,
     state: State,
 }
 
@@ -82,6 +87,10 @@ impl<V: VoiceActivity> Endpointer<V> {
         let frame_len = vad.frame_len();
         let history_cap = samples(config.pre_roll_ms) + samples(config.min_speech_ms) + frame_len;
         let utterance_cap = samples(config.max_utterance_ms) + history_cap;
+        let hangover = samples(vad.hangover_ms().min(config.end_silence_ms));
+        let silence_needed = samples(config.end_silence_ms)
+            .saturating_sub(hangover)
+            .max(frame_len);
         Self {
             vad,
             config,
@@ -93,6 +102,8 @@ impl<V: VoiceActivity> Endpointer<V> {
             utterance: Vec::with_capacity(utterance_cap),
             utterance_len: 0,
             position: 0,
+            silence_needed,
+            hangover: hangover as u64,
             state: State::Idle { voiced_run: 0 },
         }
     }
@@ -176,16 +187,17 @@ impl<V: VoiceActivity> Endpointer<V> {
                 } else {
                     (silence_run + frame_len, last_voiced_end)
                 };
-                let ended = silence_run >= self.samples(self.config.end_silence_ms);
+                let ended = silence_run >= self.silence_needed;
                 let forced = end - start >= self.samples(self.config.max_utterance_ms) as u64;
                 if ended || forced {
                     // Keep a little of the trailing silence: words fade out below the VAD.
                     let tail = (silence_run.min(self.samples(200))) as u64;
                     let keep = self.utterance.len() as u64 - (end - last_voiced_end) + tail;
                     self.utterance_len = (keep as usize).min(self.utterance.len());
+                    let speech_end = last_voiced_end.saturating_sub(self.hangover).max(start);
                     events.push(EndpointEvent::UtteranceEnded {
                         start_ms: self.ms(start),
-                        speech_end_ms: self.ms(last_voiced_end),
+                        speech_end_ms: self.ms(speech_end),
                         detected_at_ms: self.ms(end),
                         forced: forced && !ended,
                     });
