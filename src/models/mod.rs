@@ -6,6 +6,7 @@
 //! opens everything. Inference is synchronous; callers run it on the [`pool::InferencePool`],
 //! never on the async runtime's workers.
 
+pub mod espeak;
 pub mod hub;
 pub mod manifest;
 pub mod minilm;

@@ -5,14 +5,13 @@
 //! Tensors: `input` i64 [1, P] phoneme ids, `input_lengths` i64 [1], `scales` f32 [3] =
 //! [noise_scale, length_scale, noise_w] → `output` f32 [1, 1, 1, S] at the voice's sample rate.
 //!
-//! Phonemes come from espeak-ng (IPA, the voice's espeak voice). espeak-ng drops punctuation, and
-//! with it the pauses, so text is split into clauses at `.,;:!?`, each clause is phonemised and
-//! its mark put back. Ids: `^` then `_`, then each code point of the NFD IPA string followed by
-//! `_`, then `$`.
+//! Phonemes come from libespeak-ng (IPA, the voice's espeak voice; see [`super::espeak`]).
+//! espeak-ng drops punctuation, and with it the pauses, so text is split into clauses at
+//! `.,;:!?`, each clause is phonemised and its mark put back. Ids: `^` then `_`, then each code
+//! point of the NFD IPA string followed by `_`, then `$`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use ort::environment::Environment;
@@ -21,7 +20,7 @@ use ort::value::TensorRef;
 use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
-use super::{ModelError, runtime};
+use super::{ModelError, espeak, runtime};
 
 /// The marks that end a clause (kept, and given to the model, for their pauses).
 const CLAUSE_MARKS: &[char] = &['.', ',', ';', ':', '!', '?'];
@@ -259,21 +258,7 @@ pub fn clauses(text: &str) -> Vec<String> {
 fn phonemize(espeak_voice: &str, clause: &str) -> Result<String, ModelError> {
     let mark = clause.chars().last().filter(|c| CLAUSE_MARKS.contains(c));
     let words = clause.trim_end_matches(CLAUSE_MARKS);
-    let output = Command::new("espeak-ng")
-        .args(["-q", "--ipa", "-v", espeak_voice, "--", words])
-        .output()
-        .map_err(|e| {
-            ModelError::Phonemizer(format!(
-                "cannot run espeak-ng (install the espeak-ng package): {e}"
-            ))
-        })?;
-    if !output.status.success() {
-        return Err(ModelError::Phonemizer(
-            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        ));
-    }
-    let ipa = String::from_utf8_lossy(&output.stdout);
-    let mut phonemes = ipa.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut phonemes = espeak::phonemize(espeak_voice, words)?;
     if let Some(mark) = mark {
         phonemes.push(mark);
     }
