@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Telephony};
 use crate::config::Config;
 use crate::models::SpeechModels;
 use crate::models::pool::InferencePool;
@@ -77,7 +77,8 @@ impl Application {
         let pool = InferencePool::for_machine();
         let speech = SpeechModels::open(&config.models_dir, &config.voice_aliases, pool)
             .map_err(StartError::Models)?;
-        let state = AppState::new(db, &config.limits, Arc::new(speech));
+        let telephony = Telephony::new(&config, &public_url);
+        let state = AppState::new(db, &config.limits, Arc::new(speech), telephony);
         let router = api::router(state.clone(), &config.limits);
         tracing::info!(
             %local_addr, %public_url, database = state.db.backend().as_str(),

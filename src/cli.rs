@@ -83,6 +83,12 @@ pub struct ServeArgs {
     /// Directory of the model files (see scripts/fetch-models).
     #[arg(long, env = "CALLGENIUS_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
+    /// Secret that signs stream tokens (the same on every node; random per process if unset).
+    #[arg(long, env = "CALLGENIUS_STREAM_SECRET", hide_env_values = true)]
+    pub stream_secret: Option<String>,
+    /// Twilio auth token; when set, the voice webhook checks X-Twilio-Signature.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
     /// Take client addresses from the last X-Forwarded-For entry (only behind one trusted proxy).
     #[arg(long, env = "CALLGENIUS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
@@ -102,6 +108,8 @@ impl ServeArgs {
             // An absent flag leaves the config file's setting in force.
             trust_forwarded_for: self.trust_forwarded_for.then_some(true),
             models_dir: self.models_dir,
+            stream_secret: self.stream_secret.map(SecretString::from),
+            twilio_auth_token: self.twilio_auth_token.map(SecretString::from),
         }
     }
 }

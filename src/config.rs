@@ -32,6 +32,11 @@ pub struct Config {
     pub voice_aliases: BTreeMap<String, String>,
     /// Load the models in the background at start-up (otherwise on first use).
     pub preload_models: bool,
+    /// Signs stream tokens; every node of one deployment needs the same. `None`: a random secret
+    /// per process (fine for one node).
+    pub stream_secret: Option<SecretString>,
+    /// Twilio's auth token: when set, the voice webhook requires a valid `X-Twilio-Signature`.
+    pub twilio_auth_token: Option<SecretString>,
     /// The voice activity detector calls use, and WebRTC's aggressiveness when it is chosen.
     pub vad: VadKind,
     pub vad_aggressiveness: Aggressiveness,
@@ -87,6 +92,8 @@ impl Config {
                 .map(|(alias, voice)| (alias.to_string(), voice.to_string()))
                 .collect(),
             preload_models: true,
+            stream_secret: None,
+            twilio_auth_token: None,
             vad: VadKind::default(),
             vad_aggressiveness: Aggressiveness::default(),
             db_max_connections: 10,
@@ -118,6 +125,8 @@ pub struct Overrides {
     pub max_body_bytes: Option<usize>,
     pub trust_forwarded_for: Option<bool>,
     pub models_dir: Option<PathBuf>,
+    pub stream_secret: Option<SecretString>,
+    pub twilio_auth_token: Option<SecretString>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
@@ -135,6 +144,8 @@ struct FileConfig {
     models_dir: Option<PathBuf>,
     voice_aliases: Option<BTreeMap<String, String>>,
     preload_models: Option<bool>,
+    stream_secret: Option<String>,
+    twilio_auth_token: Option<String>,
     vad: Option<VadKind>,
     vad_aggressiveness: Option<u8>,
     db_max_connections: Option<u32>,
@@ -210,6 +221,12 @@ impl Config {
                 .unwrap_or(defaults.models_dir),
             voice_aliases: file.voice_aliases.unwrap_or(defaults.voice_aliases),
             preload_models: file.preload_models.unwrap_or(defaults.preload_models),
+            stream_secret: overrides
+                .stream_secret
+                .or(file.stream_secret.map(SecretString::from)),
+            twilio_auth_token: overrides
+                .twilio_auth_token
+                .or(file.twilio_auth_token.map(SecretString::from)),
             vad: file.vad.unwrap_or(defaults.vad),
             vad_aggressiveness: match file.vad_aggressiveness {
                 None => defaults.vad_aggressiveness,

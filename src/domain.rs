@@ -36,6 +36,64 @@ id_type!(
     /// An API token (the row, not the secret).
     TokenId
 );
+id_type!(
+    /// A call (inbound, outbound or a test call).
+    CallId
+);
+
+/// Which way a call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+    /// Started from the API (`test-call`), not through a phone number.
+    Test,
+}
+
+/// The media-stream protocol a call arrives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Carrier {
+    Twilio,
+    Telnyx,
+    Plivo,
+    Vonage,
+    Web,
+}
+
+/// A call's lifecycle: handed out, streaming, then completed or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallStatus {
+    Initiated,
+    InProgress,
+    Completed,
+    Failed,
+}
+
+macro_rules! text_enum {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+text_enum!(Direction { Inbound => "inbound", Outbound => "outbound", Test => "test" });
+text_enum!(Carrier { Twilio => "twilio", Telnyx => "telnyx", Plivo => "plivo", Vonage => "vonage", Web => "web" });
+text_enum!(CallStatus {
+    Initiated => "initiated",
+    InProgress => "in-progress",
+    Completed => "completed",
+    Failed => "failed",
+});
 
 /// A member's role in a tenant, ordered by privilege.
 #[derive(

@@ -7,11 +7,13 @@
 
 pub mod agents;
 pub mod auth;
+pub mod calls;
 pub mod error;
 pub mod extract;
 pub mod ratelimit;
 pub mod system;
 pub mod tenants;
+pub mod twilio;
 pub mod voices;
 
 use std::any::Any;
@@ -32,6 +34,10 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
+use secrecy::SecretString;
+
+use crate::calls::registry::LiveCalls;
+use crate::calls::token::StreamTokens;
 use crate::config::Limits;
 use crate::models::SpeechModels;
 use crate::store::Db;
@@ -45,15 +51,52 @@ pub struct AppState {
     pub db: Db,
     pub limiters: Arc<RateLimiters>,
     pub speech: Arc<SpeechModels>,
+    pub telephony: Telephony,
     pub metrics: PrometheusHandle,
 }
 
+/// What call set-up needs: stream tokens, the live calls, the public address, carrier secrets.
+#[derive(Clone)]
+pub struct Telephony {
+    pub tokens: Arc<StreamTokens>,
+    pub live: Arc<LiveCalls>,
+    /// Externally reachable base URL, without a trailing slash.
+    pub public_url: Arc<str>,
+    pub twilio_auth_token: Option<Arc<SecretString>>,
+}
+
+impl Telephony {
+    /// From the configuration, for an engine reachable at `public_url`.
+    pub fn new(config: &crate::config::Config, public_url: &str) -> Self {
+        use secrecy::ExposeSecret;
+        Self {
+            tokens: Arc::new(match &config.stream_secret {
+                Some(secret) => StreamTokens::new(secret.expose_secret().as_bytes()),
+                None => StreamTokens::random(),
+            }),
+            live: LiveCalls::new(),
+            public_url: Arc::from(public_url.trim_end_matches('/')),
+            twilio_auth_token: config.twilio_auth_token.clone().map(Arc::new),
+        }
+    }
+
+    /// The websocket URL of a carrier's media stream (`ws://` or `wss://` per the public URL).
+    pub fn media_url(&self, carrier: crate::domain::Carrier) -> String {
+        let base = self
+            .public_url
+            .strip_prefix("http")
+            .unwrap_or(&self.public_url);
+        format!("ws{base}/media/{}", carrier.as_str())
+    }
+}
+
 impl AppState {
-    pub fn new(db: Db, limits: &Limits, speech: Arc<SpeechModels>) -> Self {
+    pub fn new(db: Db, limits: &Limits, speech: Arc<SpeechModels>, telephony: Telephony) -> Self {
         Self {
             db,
             limiters: Arc::new(RateLimiters::new(limits)),
             speech,
+            telephony,
             metrics: crate::telemetry::metrics_handle(),
         }
     }
@@ -72,7 +115,9 @@ impl AppState {
         (name = "auth", description = "Accounts and tokens"),
         (name = "tenants", description = "Businesses and their members"),
         (name = "agents", description = "Versioned voice agents"),
-        (name = "voices", description = "The installed text-to-speech voices"),
+                (name = "voices", description = "The installed text-to-speech voices"),
+                (name = "calls", description = "Calls and test calls"),
+        (name = "carrier", description = "Call set-up webhooks that carriers call"),
         (name = "system", description = "Health, readiness, metrics and this description"),
     )
 )]
@@ -98,7 +143,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The resource routes (authenticated), the system routes, and the description of both.
 fn split_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (resources, mut doc) = resource_routes().split_for_parts();
-    let (system, system_doc) = system::routes().split_for_parts();
+    let (system, system_doc) = system::routes().merge(twilio::routes()).split_for_parts();
     doc.merge(system_doc);
     add_common_responses(&mut doc);
     (resources, system, doc)
@@ -155,6 +200,7 @@ fn resource_routes() -> OpenApiRouter<AppState> {
         .merge(tenants::routes())
         .merge(agents::routes())
         .merge(voices::routes())
+        .merge(calls::routes())
 }
 
 /// Builds the whole HTTP application for `state`.

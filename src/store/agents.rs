@@ -284,3 +284,15 @@ pub async fn delete(tx: &mut Tx, tenant: TenantId, agent: AgentId) -> StoreResul
     }
     Ok(())
 }
+
+/// The tenant and current version of an agent, looked up by id alone. Only for carrier entry
+/// points, where the agent is named by the webhook URL the tenant configured at the carrier.
+pub async fn owner(db: &Db, agent: AgentId) -> StoreResult<Option<(TenantId, i64)>> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT tenant_id, current_version FROM agents WHERE id = $1 AND status = 'active'",
+    )
+    .bind(agent.0)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(|(tenant, version)| (TenantId(tenant), version)))
+}

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod calls;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 
 mod agents;
 mod auth;
+mod calls;
 mod errors;
 mod helpers;
 mod system;

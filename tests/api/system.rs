@@ -58,9 +58,10 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
         })
         .collect();
     operations.sort();
-    let expected = [
+    let mut expected = [
         "DELETE /api/agents/{id}",
         "DELETE /api/members/{user_id}",
+        "GET /api/calls/{id}",
         "GET /api/agents",
         "GET /api/agents/{id}",
         "GET /api/agents/{id}/versions",
@@ -76,6 +77,7 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
         "GET /readyz",
         "PATCH /api/agents/{id}",
         "POST /api/agents",
+        "POST /api/agents/{id}/test-call",
         "POST /api/agents/{id}/versions/{version}/rollback",
         "POST /api/auth/login",
         "POST /api/auth/logout",
@@ -83,8 +85,10 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
         "POST /api/members",
         "POST /api/tenants",
         "POST /api/tenants/switch",
+        "POST /carrier/twilio/voice",
         "PUT /api/agents/{id}",
     ];
+    expected.sort_unstable();
     assert_eq!(operations, expected);
     let create = &doc["paths"]["/api/agents"]["post"];
     assert!(create["requestBody"].is_object());
@@ -181,7 +185,9 @@ async fn the_router_serves_in_process_without_a_socket() {
         callgenius::models::pool::InferencePool::new(1),
     )
     .unwrap();
-    let state = callgenius::api::AppState::new(db, &config.limits, std::sync::Arc::new(speech));
+    let telephony = callgenius::api::Telephony::new(&config, "http://localhost");
+    let state =
+        callgenius::api::AppState::new(db, &config.limits, std::sync::Arc::new(speech), telephony);
     let router = callgenius::api::router(state, &config.limits);
 
     let register = Request::post("/api/auth/register")

@@ -1,0 +1,137 @@
+//! Calls over the API: test calls (talk to an agent without a phone number) and call records.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, SecondsFormat};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Auth, parse_id};
+use super::{AppState, JsonResult};
+use crate::calls::{self, Parties};
+use crate::domain::{AgentId, CallId, Carrier, Direction};
+use crate::store::agents as agent_store;
+use crate::store::calls::{self as store, CallRow};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(test_call))
+        .routes(routes!(get_call))
+}
+
+/// A stream for a carrier simulator or a browser: connect to `stream_url` and present `token`
+/// in the stream's `start` message (Twilio Media Streams: `start.customParameters.token`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestCall {
+    pub call_id: i64,
+    pub stream_url: String,
+    pub token: String,
+    /// The token admits a stream until then (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Starts a test call with the agent: returns the media stream to connect to.
+#[utoipa::path(
+    post, path = "/api/agents/{id}/test-call", tag = "calls", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 201, body = TestCall), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn test_call(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<TestCall>), ApiError> {
+    let tenant = auth.tenant()?;
+    let agent = AgentId(parse_id(&id)?);
+    let row = agent_store::get(&state.db, tenant, agent).await?;
+    let parties = Parties {
+        direction: Direction::Test,
+        carrier: Carrier::Twilio,
+        carrier_call_id: None,
+        from_number: None,
+        to_number: None,
+    };
+    let telephony = &state.telephony;
+    let handed = calls::hand_out(
+        &state.db,
+        &telephony.tokens,
+        tenant,
+        agent,
+        row.current_version,
+        parties,
+    )
+    .await?;
+    let expires_at = DateTime::from_timestamp(handed.expires_at, 0)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    Ok((
+        StatusCode::CREATED,
+        Json(TestCall {
+            call_id: handed.call.id,
+            stream_url: telephony.media_url(Carrier::Twilio),
+            token: handed.token,
+            expires_at,
+        }),
+    ))
+}
+
+/// A call record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallView {
+    pub id: i64,
+    pub agent_id: Option<i64>,
+    pub agent_version: Option<i64>,
+    /// `inbound`, `outbound` or `test`.
+    pub direction: String,
+    pub carrier: String,
+    pub carrier_call_id: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    /// `initiated`, `in-progress`, `completed` or `failed`.
+    pub status: String,
+    pub disposition: Option<String>,
+    /// Seconds, once the call has ended.
+    pub duration_sec: Option<f64>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+impl From<CallRow> for CallView {
+    fn from(row: CallRow) -> Self {
+        CallView {
+            id: row.id,
+            agent_id: row.agent_id,
+            agent_version: row.agent_version,
+            direction: row.direction,
+            carrier: row.carrier,
+            carrier_call_id: row.carrier_call_id,
+            from_number: row.from_number,
+            to_number: row.to_number,
+            status: row.status,
+            disposition: row.disposition,
+            duration_sec: row.duration_ms.map(|ms| ms as f64 / 1000.0),
+            created_at: row.created_at,
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+        }
+    }
+}
+
+/// One call's record.
+#[utoipa::path(
+    get, path = "/api/calls/{id}", tag = "calls", security(("bearer" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = CallView), (status = 404, body = ErrorBody))
+)]
+async fn get_call(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> JsonResult<CallView> {
+    let row = store::get(&state.db, auth.tenant()?, CallId(parse_id(&id)?)).await?;
+    Ok(Json(row.into()))
+}

@@ -1,0 +1,188 @@
+//! Twilio call set-up: the voice webhook answers TwiML that connects the call to the engine's
+//! media websocket, carrying a stream token bound to the call, its tenant and its agent.
+//!
+//! Until phone numbers exist, the agent is named in the webhook URL configured at Twilio:
+//! `https://PUBLIC/carrier/twilio/voice?agent_id=42`. When a Twilio auth token is configured,
+//! `X-Twilio-Signature` (base64 HMAC-SHA1 over the full URL plus the POST parameters sorted by
+//! name, each name followed by its value) must match, or the request is refused with 403.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use secrecy::ExposeSecret;
+use sha1::Sha1;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::calls::{self, Parties};
+use crate::domain::{AgentId, Carrier, Direction};
+use crate::store::agents as agent_store;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(voice))
+}
+
+/// Whether `signature` is Twilio's signature of `url` and `params` under `auth_token`.
+pub fn valid_signature(
+    auth_token: &str,
+    url: &str,
+    params: &[(String, String)],
+    signature: &str,
+) -> bool {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(auth_token.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    match STANDARD.decode(signature.trim()) {
+        Ok(tag) => mac.verify_slice(&tag).is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn twiml(body: &str) -> Response {
+    let document = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>{body}</Response>");
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        document,
+    )
+        .into_response()
+}
+
+/// Spoken when the webhook names no usable agent; then the call is hung up.
+const NO_AGENT: &str =
+    "<Say>Sorry, this number is not set up to take calls yet. Goodbye.</Say><Hangup/>";
+
+/// Answers an incoming Twilio call with TwiML that streams it to the agent.
+#[utoipa::path(
+    post, path = "/carrier/twilio/voice", tag = "carrier",
+    params(("agent_id" = i64, Query, description = "The agent that answers (until numbers are assigned)")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's call parameters (CallSid, From, To, …)"),
+    responses(
+        (status = 200, description = "TwiML: <Connect><Stream> with the stream token, or a spoken refusal when no agent answers", content_type = "text/xml"),
+        (status = 403, description = "X-Twilio-Signature missing or wrong (when an auth token is configured)", body = ErrorBody),
+    )
+)]
+async fn voice(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| ApiError::BadRequest("the body is not form-encoded".into()))?;
+    let telephony = &state.telephony;
+    if let Some(auth_token) = &telephony.twilio_auth_token {
+        let url = format!(
+            "{}{}",
+            telephony.public_url,
+            uri.path_and_query().map_or("", |p| p.as_str())
+        );
+        let signature = headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !valid_signature(auth_token.expose_secret(), &url, &params, signature) {
+            tracing::warn!("twilio voice webhook with a bad signature");
+            return Err(ApiError::Forbidden("invalid X-Twilio-Signature".into()));
+        }
+    }
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let agent = uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|q| q.into_iter().find(|(k, _)| k == "agent_id"))
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+        .map(AgentId);
+    let Some(agent) = agent else {
+        return Ok(twiml(NO_AGENT));
+    };
+    let Some((tenant, version)) = agent_store::owner(&state.db, agent).await? else {
+        return Ok(twiml(NO_AGENT));
+    };
+    let parties = Parties {
+        direction: Direction::Inbound,
+        carrier: Carrier::Twilio,
+        carrier_call_id: param("CallSid"),
+        from_number: param("From"),
+        to_number: param("To"),
+    };
+    let handed = calls::hand_out(
+        &state.db,
+        &telephony.tokens,
+        tenant,
+        agent,
+        version,
+        parties,
+    )
+    .await?;
+    let stream = format!(
+        "<Connect><Stream url=\"{}\"><Parameter name=\"token\" value=\"{}\"/><Parameter name=\"call_id\" value=\"{}\"/></Stream></Connect>",
+        xml_escape(&telephony.media_url(Carrier::Twilio)),
+        xml_escape(&handed.token),
+        handed.call.id
+    );
+    Ok(twiml(&stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example from Twilio's security documentation.
+    #[test]
+    fn validates_twilios_documented_example() {
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+12349013030"),
+            ("Digits", "1234"),
+            ("From", "+12349013030"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let url = "https://example.com/myapp.php?foo=1&bar=2";
+        let token = "12345";
+        let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(token.as_bytes()).unwrap();
+        mac.update(b"https://example.com/myapp.php?foo=1&bar=2CallSidCA1234567890ABCDECaller+12349013030Digits1234From+12349013030To+18005551212");
+        let expected = STANDARD.encode(mac.finalize().into_bytes());
+        assert!(valid_signature(token, url, &params, &expected));
+        assert!(!valid_signature("other", url, &params, &expected));
+        assert!(!valid_signature(
+            token,
+            "https://example.com/other",
+            &params,
+            &expected
+        ));
+        assert!(!valid_signature(token, url, &params[1..], &expected));
+        assert!(!valid_signature(token, url, &params, "not base64!"));
+    }
+
+    #[test]
+    fn escapes_xml() {
+        assert_eq!(xml_escape(r#"a&b<c>"d'"#), "a&amp;b&lt;c&gt;&quot;d&apos;");
+    }
+}

@@ -1,0 +1,67 @@
+//! Calls: the stream tokens that admit a media stream, the registry of live calls, and the call
+//! lifecycle over the store.
+
+pub mod registry;
+pub mod token;
+
+use chrono::Utc;
+
+use crate::domain::{AgentId, Carrier, Direction, TenantId};
+use crate::store::calls::{self as store, CallRow, NewCall};
+use crate::store::{Db, StoreResult};
+use token::{StreamClaims, StreamTokens, TOKEN_TTL_SECS};
+
+/// A call handed out to a carrier: its record and the token its stream must present.
+pub struct HandedOut {
+    pub call: CallRow,
+    pub token: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Who is calling whom, as the carrier reports it.
+pub struct Parties<'a> {
+    pub direction: Direction,
+    pub carrier: Carrier,
+    pub carrier_call_id: Option<&'a str>,
+    pub from_number: Option<&'a str>,
+    pub to_number: Option<&'a str>,
+}
+
+/// Creates the call record (`initiated`) and a stream token bound to it.
+pub async fn hand_out(
+    db: &Db,
+    tokens: &StreamTokens,
+    tenant: TenantId,
+    agent: AgentId,
+    agent_version: i64,
+    parties: Parties<'_>,
+) -> StoreResult<HandedOut> {
+    let call = store::insert(
+        db,
+        tenant,
+        NewCall {
+            agent,
+            agent_version,
+            direction: parties.direction,
+            carrier: parties.carrier,
+            carrier_call_id: parties.carrier_call_id,
+            from_number: parties.from_number,
+            to_number: parties.to_number,
+        },
+    )
+    .await?;
+    let expires_at = Utc::now().timestamp() + TOKEN_TTL_SECS;
+    let token = tokens.issue(StreamClaims {
+        call: crate::domain::CallId(call.id),
+        tenant,
+        agent,
+        expires_at,
+    });
+    tracing::info!(call_id = call.id, tenant_id = %tenant, agent_id = %agent, "call handed out");
+    Ok(HandedOut {
+        call,
+        token,
+        expires_at,
+    })
+}

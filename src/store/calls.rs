@@ -1,0 +1,111 @@
+//! Call records: created when a stream is handed out, started when it connects, finished once.
+
+use sqlx::FromRow;
+
+use super::{Db, StoreError, StoreResult, now};
+use crate::domain::{AgentId, CallId, CallStatus, Carrier, Direction, TenantId};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CallRow {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub agent_id: Option<i64>,
+    pub agent_version: Option<i64>,
+    pub direction: String,
+    pub carrier: String,
+    pub carrier_call_id: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub status: String,
+    pub disposition: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+/// What is known of a call when its stream is handed out.
+pub struct NewCall<'a> {
+    pub agent: AgentId,
+    pub agent_version: i64,
+    pub direction: Direction,
+    pub carrier: Carrier,
+    pub carrier_call_id: Option<&'a str>,
+    pub from_number: Option<&'a str>,
+    pub to_number: Option<&'a str>,
+}
+
+pub async fn insert(db: &Db, tenant: TenantId, call: NewCall<'_>) -> StoreResult<CallRow> {
+    let row = sqlx::query_as(
+        "INSERT INTO calls (tenant_id, agent_id, agent_version, direction, carrier, \
+            carrier_call_id, from_number, to_number, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'initiated', $9) RETURNING *",
+    )
+    .bind(tenant.0)
+    .bind(call.agent.0)
+    .bind(call.agent_version)
+    .bind(call.direction.as_str())
+    .bind(call.carrier.as_str())
+    .bind(call.carrier_call_id)
+    .bind(call.from_number)
+    .bind(call.to_number)
+    .bind(now())
+    .fetch_one(db.pool())
+    .await?;
+    Ok(row)
+}
+
+pub async fn get(db: &Db, tenant: TenantId, call: CallId) -> StoreResult<CallRow> {
+    let row = sqlx::query_as("SELECT * FROM calls WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.0)
+        .bind(call.0)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(row)
+}
+
+/// Marks a handed-out call as streaming. A call starts once: a second start (a replayed
+/// stream token) is refused with `Conflict`.
+pub async fn start(
+    db: &Db,
+    tenant: TenantId,
+    call: CallId,
+    carrier_call_id: Option<&str>,
+) -> StoreResult<CallRow> {
+    let row = sqlx::query_as(
+        "UPDATE calls SET status = 'in-progress', started_at = $1, \
+            carrier_call_id = COALESCE($2, carrier_call_id) \
+         WHERE tenant_id = $3 AND id = $4 AND status = 'initiated' RETURNING *",
+    )
+    .bind(now())
+    .bind(carrier_call_id)
+    .bind(tenant.0)
+    .bind(call.0)
+    .fetch_optional(db.pool())
+    .await?;
+    row.ok_or(StoreError::Conflict)
+}
+
+/// Ends a call once, with its duration measured from the start (zero if it never started).
+pub async fn finish(
+    db: &Db,
+    tenant: TenantId,
+    call: CallId,
+    status: CallStatus,
+    disposition: &str,
+    duration_ms: i64,
+) -> StoreResult<CallRow> {
+    let row = sqlx::query_as(
+        "UPDATE calls SET status = $1, disposition = $2, ended_at = $3, duration_ms = $4 \
+         WHERE tenant_id = $5 AND id = $6 AND status IN ('initiated', 'in-progress') RETURNING *",
+    )
+    .bind(status.as_str())
+    .bind(disposition)
+    .bind(now())
+    .bind(duration_ms)
+    .bind(tenant.0)
+    .bind(call.0)
+    .fetch_optional(db.pool())
+    .await?;
+    row.ok_or(StoreError::Conflict)
+}

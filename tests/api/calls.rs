@@ -1,0 +1,169 @@
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
+
+async fn twilio_voice(
+    app: &TestApp,
+    query: &str,
+    form: &[(&str, &str)],
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/carrier/twilio/voice{query}", app.base))
+        .form(form);
+    if let Some(signature) = signature {
+        request = request.header("x-twilio-signature", signature);
+    }
+    request.send().await.unwrap()
+}
+
+fn parameter(twiml: &str, name: &str) -> String {
+    let marker = format!("<Parameter name=\"{name}\" value=\"");
+    let start = twiml
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {twiml}"))
+        + marker.len();
+    twiml[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_test_call_hands_out_a_stream_and_a_call_record() {
+    let app = spawn_app().await;
+    let s = app.register("t@example.com", "T").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/test-call"),
+            &s.token,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let ws = app.base.replacen("http", "ws", 1);
+    assert_eq!(r.body["stream_url"], format!("{ws}/media/twilio"));
+    assert!(r.body["token"].as_str().unwrap().starts_with("v1."));
+    assert!(r.body["expires_at"].as_str().unwrap().ends_with('Z'));
+    let call = app
+        .get(&format!("/api/calls/{}", r.body["call_id"]), &s.token)
+        .await;
+    assert_eq!(call.status, StatusCode::OK, "{}", call.body);
+    assert_eq!(call.body["status"], "initiated");
+    assert_eq!(call.body["direction"], "test");
+    assert_eq!(call.body["agent_id"], agent);
+    assert_eq!(call.body["agent_version"], 1);
+    assert_eq!(call.body["duration_sec"], Value::Null);
+
+    let other = app.register("o@example.com", "O").await;
+    assert_error(
+        &app.get(&format!("/api/calls/{}", r.body["call_id"]), &other.token)
+            .await,
+        StatusCode::NOT_FOUND,
+    );
+    let foreign = app
+        .post(
+            &format!("/api/agents/{agent}/test-call"),
+            &other.token,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_error(&foreign, StatusCode::NOT_FOUND);
+    assert_error(
+        &app.get("/api/calls/abc", &s.token).await,
+        StatusCode::NOT_FOUND,
+    );
+}
+
+#[tokio::test]
+async fn the_twilio_voice_webhook_answers_twiml_that_streams_to_the_agent() {
+    let app = spawn_app().await;
+    let s = app.register("w@example.com", "W").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let form = [
+        ("CallSid", "CA0123456789abcdef"),
+        ("From", "+61412345678"),
+        ("To", "+61298765432"),
+        ("AccountSid", "AC1"),
+    ];
+    let r = twilio_voice(&app, &format!("?agent_id={agent}"), &form, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/xml")
+    );
+    let twiml = r.text().await.unwrap();
+    let ws = app.base.replacen("http", "ws", 1);
+    assert!(twiml.starts_with("<?xml"), "{twiml}");
+    assert!(
+        twiml.contains(&format!("<Connect><Stream url=\"{ws}/media/twilio\">")),
+        "{twiml}"
+    );
+    assert!(parameter(&twiml, "token").starts_with("v1."));
+    let call = app
+        .get(
+            &format!("/api/calls/{}", parameter(&twiml, "call_id")),
+            &s.token,
+        )
+        .await;
+    assert_eq!(call.body["direction"], "inbound");
+    assert_eq!(call.body["carrier_call_id"], "CA0123456789abcdef");
+    assert_eq!(call.body["from_number"], "+61412345678");
+    assert_eq!(call.body["to_number"], "+61298765432");
+
+    for query in ["", "?agent_id=999999", "?agent_id=abc"] {
+        let refused = twilio_voice(&app, query, &form, None).await;
+        assert_eq!(refused.status(), StatusCode::OK);
+        let twiml = refused.text().await.unwrap();
+        assert!(
+            twiml.contains("<Say>") && twiml.contains("<Hangup/>") && !twiml.contains("<Stream"),
+            "{query}: {twiml}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_an_auth_token_the_webhook_requires_twilios_signature() {
+    let app = spawn_app_with(|c| c.twilio_auth_token = Some("tw-secret".to_owned().into())).await;
+    let s = app.register("sig@example.com", "Sig").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let form = [
+        ("CallSid", "CA42"),
+        ("From", "+15551234567"),
+        ("To", "+15557654321"),
+    ];
+    let query = format!("?agent_id={agent}");
+    let url = format!("{}/carrier/twilio/voice{query}", app.base);
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(b"tw-secret").unwrap();
+    mac.update(format!("{url}CallSidCA42From+15551234567To+15557654321").as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+
+    assert_eq!(
+        twilio_voice(&app, &query, &form, None).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        twilio_voice(&app, &query, &form, Some("AAAA"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let tampered = [
+        ("CallSid", "CA43"),
+        ("From", "+15551234567"),
+        ("To", "+15557654321"),
+    ];
+    assert_eq!(
+        twilio_voice(&app, &query, &tampered, Some(&signature))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let ok = twilio_voice(&app, &query, &form, Some(&signature)).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(ok.text().await.unwrap().contains("<Stream"));
+}
