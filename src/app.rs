@@ -9,8 +9,10 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::agent::turn::Echo;
 use crate::api::{self, AppState, Telephony};
 use crate::config::Config;
+use crate::media::{MediaConfig, MediaState};
 use crate::models::SpeechModels;
 use crate::models::pool::InferencePool;
 use crate::store::{Db, StoreError};
@@ -78,7 +80,11 @@ impl Application {
         let speech = SpeechModels::open(&config.models_dir, &config.voice_aliases, pool)
             .map_err(StartError::Models)?;
         let telephony = Telephony::new(&config, &public_url);
-        let state = AppState::new(db, &config.limits, Arc::new(speech), telephony);
+        let media = MediaState {
+            config: Arc::new(MediaConfig::from_config(&config)),
+            turns: Arc::new(Echo),
+        };
+        let state = AppState::new(db, &config.limits, Arc::new(speech), telephony, media);
         let router = api::router(state.clone(), &config.limits);
         tracing::info!(
             %local_addr, %public_url, database = state.db.backend().as_str(),

@@ -4,6 +4,7 @@
 
 pub mod instructions;
 pub mod service;
+pub mod turn;
 
 use crate::domain::Language;
 

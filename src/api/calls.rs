@@ -14,7 +14,7 @@ use super::{AppState, JsonResult};
 use crate::calls::{self, Parties};
 use crate::domain::{AgentId, CallId, Carrier, Direction};
 use crate::store::agents as agent_store;
-use crate::store::calls::{self as store, CallRow};
+use crate::store::calls::{self as store, CallRow, TurnRow};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -98,6 +98,9 @@ pub struct CallView {
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
+    /// Each agent turn: what the caller said, what the caller heard, and the latency report
+    /// (milliseconds from the end of the caller's speech to the first agent audio frame).
+    pub turns: Vec<TurnRow>,
 }
 
 impl From<CallRow> for CallView {
@@ -117,6 +120,7 @@ impl From<CallRow> for CallView {
             created_at: row.created_at,
             started_at: row.started_at,
             ended_at: row.ended_at,
+            turns: Vec::new(),
         }
     }
 }
@@ -132,6 +136,9 @@ async fn get_call(
     auth: Auth,
     Path(id): Path<String>,
 ) -> JsonResult<CallView> {
-    let row = store::get(&state.db, auth.tenant()?, CallId(parse_id(&id)?)).await?;
-    Ok(Json(row.into()))
+    let (tenant, call) = (auth.tenant()?, CallId(parse_id(&id)?));
+    let row = store::get(&state.db, tenant, call).await?;
+    let mut view = CallView::from(row);
+    view.turns = store::turns(&state.db, tenant, call).await?;
+    Ok(Json(view))
 }

@@ -39,6 +39,7 @@ use secrecy::SecretString;
 use crate::calls::registry::LiveCalls;
 use crate::calls::token::StreamTokens;
 use crate::config::Limits;
+use crate::media::MediaState;
 use crate::models::SpeechModels;
 use crate::store::Db;
 use error::{ApiError, ErrorCause};
@@ -52,6 +53,7 @@ pub struct AppState {
     pub limiters: Arc<RateLimiters>,
     pub speech: Arc<SpeechModels>,
     pub telephony: Telephony,
+    pub media: MediaState,
     pub metrics: PrometheusHandle,
 }
 
@@ -91,12 +93,19 @@ impl Telephony {
 }
 
 impl AppState {
-    pub fn new(db: Db, limits: &Limits, speech: Arc<SpeechModels>, telephony: Telephony) -> Self {
+    pub fn new(
+        db: Db,
+        limits: &Limits,
+        speech: Arc<SpeechModels>,
+        telephony: Telephony,
+        media: MediaState,
+    ) -> Self {
         Self {
             db,
             limiters: Arc::new(RateLimiters::new(limits)),
             speech,
             telephony,
+            media,
             metrics: crate::telemetry::metrics_handle(),
         }
     }
@@ -213,7 +222,8 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(resources)
-        .merge(system.layer(axum::Extension(Arc::new(doc))))
+                .merge(system.layer(axum::Extension(Arc::new(doc))))
+        .merge(crate::media::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(

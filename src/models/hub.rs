@@ -89,6 +89,12 @@ impl SpeechModels {
         &self.voices
     }
 
+    /// The installed voice that speaks for `id` (itself, or the voice an alias names).
+    pub fn resolve_voice(&self, id: &str) -> Option<&str> {
+        let entry = self.voices.iter().find(|v| v.id == id)?;
+        Some(entry.alias_of.as_deref().unwrap_or(&entry.id))
+    }
+
     pub fn voice_ids(&self) -> Vec<String> {
         self.voices.iter().map(|v| v.id.clone()).collect()
     }

@@ -109,3 +109,59 @@ pub async fn finish(
     .await?;
     row.ok_or(StoreError::Conflict)
 }
+
+/// One agent turn's texts and latency report.
+#[derive(Debug, Clone, Default, FromRow, serde::Serialize, utoipa::ToSchema)]
+pub struct TurnRow {
+    pub turn: i64,
+    pub caller_text: Option<String>,
+    /// What the caller actually heard (clauses cut by barge-in are left out).
+    pub agent_text: Option<String>,
+    pub endpoint_wait_ms: Option<i64>,
+    pub stt_ms: Option<i64>,
+    pub turn_ms: Option<i64>,
+    pub tts_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+    pub interrupted: i64,
+}
+
+pub async fn insert_turn(
+    db: &Db,
+    tenant: TenantId,
+    call: CallId,
+    turn: &TurnRow,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO call_turns (call_id, tenant_id, turn, caller_text, agent_text, \
+            endpoint_wait_ms, stt_ms, turn_ms, tts_ms, total_ms, interrupted, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(call.0)
+    .bind(tenant.0)
+    .bind(turn.turn)
+    .bind(turn.caller_text.as_deref())
+    .bind(turn.agent_text.as_deref())
+    .bind(turn.endpoint_wait_ms)
+    .bind(turn.stt_ms)
+    .bind(turn.turn_ms)
+    .bind(turn.tts_ms)
+    .bind(turn.total_ms)
+    .bind(turn.interrupted)
+    .bind(now())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn turns(db: &Db, tenant: TenantId, call: CallId) -> StoreResult<Vec<TurnRow>> {
+    let rows = sqlx::query_as(
+        "SELECT turn, caller_text, agent_text, endpoint_wait_ms, stt_ms, turn_ms, tts_ms, \
+                total_ms, interrupted \
+         FROM call_turns WHERE tenant_id = $1 AND call_id = $2 ORDER BY turn",
+    )
+    .bind(tenant.0)
+    .bind(call.0)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows)
+}

@@ -6,5 +6,6 @@ mod auth;
 mod calls;
 mod errors;
 mod helpers;
+mod media;
 mod system;
 mod tenants;

@@ -186,8 +186,17 @@ async fn the_router_serves_in_process_without_a_socket() {
     )
     .unwrap();
     let telephony = callgenius::api::Telephony::new(&config, "http://localhost");
-    let state =
-        callgenius::api::AppState::new(db, &config.limits, std::sync::Arc::new(speech), telephony);
+    let media = callgenius::media::MediaState {
+        config: std::sync::Arc::new(callgenius::media::MediaConfig::from_config(&config)),
+        turns: std::sync::Arc::new(callgenius::agent::turn::Echo),
+    };
+    let state = callgenius::api::AppState::new(
+        db,
+        &config.limits,
+        std::sync::Arc::new(speech),
+        telephony,
+        media,
+    );
     let router = callgenius::api::router(state, &config.limits);
 
     let register = Request::post("/api/auth/register")

@@ -1,0 +1,65 @@
+//! The media edge: carrier websockets in, the per-call session, agent audio out.
+//!
+//! `GET /media/twilio` upgrades to a Twilio Media Streams websocket; [`session`] runs the call:
+//! caller audio goes through a bounded queue to a per-call DSP thread (µ-law decode, voice
+//! activity, endpointing), utterances to speech-to-text and the turn engine on the inference
+//! pool, the reply back clause by clause through text-to-speech, paced to real time, with marks
+//! and barge-in.
+
+pub mod session;
+pub mod twilio;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+
+use crate::agent::turn::TurnEngine;
+use crate::api::AppState;
+use crate::pipeline::endpoint::EndpointConfig;
+use crate::pipeline::vad::{Aggressiveness, VadKind};
+
+/// Largest websocket message accepted from a carrier.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// How calls are run.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub vad: VadKind,
+    pub aggressiveness: Aggressiveness,
+    pub endpoint: EndpointConfig,
+    /// How long a new stream may take to send its `start`.
+    pub start_timeout: Duration,
+}
+
+impl MediaConfig {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            vad: config.vad,
+            aggressiveness: config.vad_aggressiveness,
+            endpoint: EndpointConfig::default(),
+            start_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the media edge shares across calls.
+#[derive(Clone)]
+pub struct MediaState {
+    pub config: Arc<MediaConfig>,
+    pub turns: Arc<dyn TurnEngine>,
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/media/twilio", get(twilio_stream))
+}
+
+async fn twilio_stream(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| session::run_twilio(socket, state))
+}

@@ -1,0 +1,773 @@
+//! One call on a Twilio media stream, from `start` to `stop`.
+//!
+//! Tasks and threads of a call:
+//! - this task reads the websocket and owns the call's state (turns, marks, barge-in);
+//! - a DSP thread (blocking pool) decodes µ-law and runs voice activity and endpointing; frames
+//!   reach it through a bounded queue (overflow: the frame is dropped and counted);
+//! - a writer task owns the socket's sending half and paces agent audio to real time, never more
+//!   than [`AHEAD`] ahead, so that a `clear` takes effect at once;
+//! - a turn task per reply: speech-to-text, the turn engine, text-to-speech clause by clause.
+//!   Barge-in aborts it and bumps the audio generation, so queued frames are dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::twilio::{self, Inbound};
+use crate::agent::turn::{TurnContext, TurnInput, TurnOutput};
+use crate::api::AppState;
+use crate::calls::registry::LiveCall;
+use crate::domain::{CallId, CallStatus, TenantId};
+use crate::models::{Models, moonshine, piper};
+use crate::pipeline::endpoint::{EndpointEvent, Endpointer};
+use crate::pipeline::{g711, resample::resample, vad, wav};
+use crate::store::calls::{self as call_store, TurnRow};
+use crate::store::{Db, agents as agent_store};
+
+/// Line rate of Twilio's µ-law audio.
+const LINE_RATE: u32 = 8_000;
+/// 20 ms of µ-law at 8 kHz.
+const FRAME_BYTES: usize = 160;
+/// Caller frames that may wait for the DSP thread (2 s); more are dropped and counted.
+const FRAME_QUEUE: usize = 100;
+/// How far agent audio may run ahead of real time.
+const AHEAD: Duration = Duration::from_millis(1000);
+const FRAME: Duration = Duration::from_millis(20);
+/// Close codes.
+const POLICY_VIOLATION: u16 = 1008;
+const INTERNAL_ERROR: u16 = 1011;
+
+enum DspEvent {
+    SpeechStarted,
+    Utterance {
+        audio: Vec<f32>,
+        endpoint_wait: Duration,
+    },
+    Failed(String),
+}
+
+enum Out {
+    Media {
+        generation: u64,
+        ulaw: Vec<u8>,
+        written: Option<oneshot::Sender<Instant>>,
+    },
+    Mark {
+        generation: u64,
+        name: String,
+    },
+    Clear,
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
+}
+
+/// Progress a turn task reports to the call (notes of a turn that was replaced are ignored).
+enum TurnNote {
+    /// The turn's report so far (after speech-to-text, after the first audio).
+    Progress(TurnRow),
+    ClauseQueued {
+        turn: i64,
+        mark: String,
+        text: String,
+    },
+    Done(TurnRow),
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+pub async fn run_twilio(socket: WebSocket, state: AppState) {
+    let (sink, mut stream) = socket.split();
+    let mut sink = sink;
+    let timeout = state.media.config.start_timeout;
+    let start = match tokio::time::timeout(timeout, wait_for_start(&mut stream)).await {
+        Ok(Some(start)) => start,
+        Ok(None) => return,
+        Err(_) => return close(&mut sink, POLICY_VIOLATION, "no start message").await,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = match start
+        .token
+        .as_deref()
+        .map(|t| state.telephony.tokens.verify(t, now))
+    {
+        Some(Ok(claims)) => claims,
+        _ => {
+            tracing::warn!(stream_sid = %start.stream_sid, "media stream refused: missing or invalid token");
+            return close(&mut sink, POLICY_VIOLATION, "invalid stream token").await;
+        }
+    };
+    if call_store::start(
+        &state.db,
+        claims.tenant,
+        claims.call,
+        start.call_sid.as_deref(),
+    )
+    .await
+    .is_err()
+    {
+        return close(&mut sink, POLICY_VIOLATION, "stream token already used").await;
+    }
+    let live = state.telephony.live.register(
+        claims.call,
+        LiveCall {
+            tenant: claims.tenant,
+            agent: claims.agent,
+            started: Instant::now(),
+        },
+    );
+    let started = Instant::now();
+    let span = tracing::info_span!("call", call_id = %claims.call, tenant_id = %claims.tenant);
+    let outcome = Call::run(
+        &state,
+        claims.call,
+        claims.tenant,
+        claims.agent,
+        start.stream_sid,
+        sink,
+        stream,
+    )
+    .instrument(span)
+    .await;
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let (status, disposition) = match &outcome {
+        Ok(disposition) => (CallStatus::Completed, *disposition),
+        Err(reason) => {
+            tracing::error!(call_id = %claims.call, %reason, "call failed");
+            (CallStatus::Failed, "error")
+        }
+    };
+    if let Err(error) = call_store::finish(
+        &state.db,
+        claims.tenant,
+        claims.call,
+        status,
+        disposition,
+        duration_ms,
+    )
+    .await
+    {
+        tracing::error!(call_id = %claims.call, %error, "could not finalise the call record");
+    }
+    drop(live);
+    tracing::info!(call_id = %claims.call, duration_ms, status = status.as_str(), "call ended");
+}
+
+async fn wait_for_start(stream: &mut SplitStream<WebSocket>) -> Option<twilio::Start> {
+    while let Some(message) = stream.next().await {
+        match message.ok()? {
+            Message::Text(text) => match twilio::parse(&text) {
+                Ok(Inbound::Start(start)) => return Some(start),
+                Ok(Inbound::Connected) => {}
+                // Media before start, or junk: not a call yet; keep waiting for start.
+                Ok(_) | Err(_) => {
+                    metrics::counter!("media_bad_frames_total", "reason" => "before_start")
+                        .increment(1)
+                }
+            },
+            Message::Close(_) => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+/// The state of a live call, owned by its websocket task.
+struct Call {
+    db: Db,
+    tenant: TenantId,
+    call: CallId,
+    out: mpsc::Sender<Out>,
+    generation: Arc<AtomicU64>,
+    notes_tx: mpsc::Sender<TurnNote>,
+    turn: Option<JoinHandle<()>>,
+    turns: i64,
+    /// Marks sent for clauses not yet played, with their text.
+    pending_marks: Vec<(String, String)>,
+    /// Clauses the caller has heard in the current turn.
+    heard: Vec<String>,
+    /// The running turn's report so far.
+    current: Option<TurnRow>,
+    /// Whether the running turn's task has finished (its audio may still be playing).
+    turn_done: bool,
+}
+
+impl Call {
+    async fn run(
+        state: &AppState,
+        call: CallId,
+        tenant: TenantId,
+        agent: crate::domain::AgentId,
+        stream_sid: String,
+        sink: Sink,
+        mut stream: SplitStream<WebSocket>,
+    ) -> Result<&'static str, String> {
+        let generation = Arc::new(AtomicU64::new(0));
+        let (out_tx, out_rx) = mpsc::channel::<Out>(256);
+        let writer = tokio::spawn(writer_loop(
+            sink,
+            out_rx,
+            Arc::clone(&generation),
+            stream_sid,
+        ));
+        let prepared = Self::prepare(state, tenant, agent).await;
+        let (models, agent_row, voice_id, endpointer) = match prepared {
+            Ok(prepared) => prepared,
+            Err(reason) => {
+                let _ = out_tx
+                    .send(Out::Close {
+                        code: INTERNAL_ERROR,
+                        reason: "the call could not start",
+                    })
+                    .await;
+                drop(out_tx);
+                let _ = writer.await;
+                return Err(reason);
+            }
+        };
+
+        let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(FRAME_QUEUE);
+        let (dsp_tx, mut dsp_rx) = mpsc::channel::<DspEvent>(16);
+        let dsp = tokio::task::spawn_blocking(move || dsp_loop(frames_rx, dsp_tx, endpointer));
+
+        let (notes_tx, mut notes_rx) = mpsc::channel::<TurnNote>(64);
+
+        let ctx = Arc::new(TurnContext {
+            call,
+            tenant,
+            agent,
+            agent_name: agent_row.snapshot.name.clone(),
+            instructions: agent_row.compiled_instructions.clone(),
+        });
+        let speaker = Arc::new(Speaker {
+            state: state.clone(),
+            models,
+            voice_id,
+            ctx,
+        });
+        let mut call_state = Call {
+            db: state.db.clone(),
+            tenant,
+            call,
+            out: out_tx,
+            generation,
+            notes_tx,
+            turn: None,
+            turns: 0,
+            pending_marks: Vec::new(),
+            heard: Vec::new(),
+            current: None,
+            turn_done: false,
+        };
+        if let Some(greeting) = state.media.turns.greeting(&speaker.ctx) {
+            call_state
+                .start_turn(&speaker, TurnStart::Greeting(greeting))
+                .await;
+        }
+
+        let mut dropped = 0u64;
+        let mut bad = 0u64;
+        let outcome = loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(Ok(Message::Text(text))) => match twilio::parse(&text) {
+                        Ok(Inbound::Media(ulaw)) if !ulaw.is_empty() => {
+                            if frames_tx.try_send(ulaw).is_err() {
+                                dropped += 1;
+                            }
+                        }
+                        Ok(Inbound::Media(_) | Inbound::Connected | Inbound::Start(_)) => {}
+                        Ok(Inbound::Mark(name)) => call_state.mark_played(&name).await,
+                        Ok(Inbound::Dtmf(digit)) => call_state.start_turn(&speaker, TurnStart::Input(TurnInput::Dtmf(digit), None)).await,
+                        Ok(Inbound::Stop) => break Ok("hangup"),
+                        Err(error) => {
+                            bad += 1;
+                            if bad == 1 || bad.is_power_of_two() {
+                                tracing::warn!(%error, bad, "ignoring a malformed media-stream message");
+                            }
+                        }
+                    },
+                    Some(Ok(Message::Binary(_))) => bad += 1,
+                    Some(Ok(Message::Close(_))) | None => break Ok("disconnected"),
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => break Err(format!("websocket error: {error}")),
+                },
+                event = dsp_rx.recv() => match event {
+                    Some(DspEvent::SpeechStarted) => call_state.barge_in_if_speaking().await,
+                    Some(DspEvent::Utterance { audio, endpoint_wait }) => {
+                        call_state.start_turn(&speaker, TurnStart::Audio(audio, endpoint_wait)).await;
+                    }
+                    Some(DspEvent::Failed(reason)) => break Err(reason),
+                    None => break Err("the DSP thread stopped".into()),
+                },
+                Some(note) = notes_rx.recv() => call_state.note(note).await,
+            }
+        };
+        metrics::counter!("media_frames_dropped_total").increment(dropped);
+        metrics::counter!("media_bad_frames_total", "reason" => "malformed").increment(bad);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "caller frames dropped: they arrived faster than real time"
+            );
+        }
+        if let Some(turn) = call_state.turn.take() {
+            turn.abort();
+        }
+        call_state.finish_turn(true).await;
+        drop(frames_tx);
+        let _ = dsp.await;
+        let _ = call_state
+            .out
+            .send(Out::Close {
+                code: 1000,
+                reason: "call ended",
+            })
+            .await;
+        drop(call_state);
+        let _ = writer.await;
+        outcome
+    }
+
+    /// Loads what the call needs: models, the agent, its voice, an endpointer.
+    async fn prepare(
+        state: &AppState,
+        tenant: TenantId,
+        agent: crate::domain::AgentId,
+    ) -> Result<
+        (
+            Arc<Models>,
+            agent_store::AgentRow,
+            String,
+            Endpointer<Box<dyn vad::VoiceActivity>>,
+        ),
+        String,
+    > {
+        let models = state.speech.get().await.map_err(|e| e.to_string())?;
+        let agent_row = agent_store::get(&state.db, tenant, agent)
+            .await
+            .map_err(|e| e.to_string())?;
+        let voice_id = state
+            .speech
+            .resolve_voice(&agent_row.snapshot.voice)
+            .ok_or_else(|| format!("voice {} is not installed", agent_row.snapshot.voice))?
+            .to_owned();
+        let config = &state.media.config;
+        let detector = vad::detector(config.vad, LINE_RATE, config.aggressiveness, &models.vad)
+            .map_err(|e| e.to_string())?;
+        Ok((
+            models,
+            agent_row,
+            voice_id,
+            Endpointer::new(detector, LINE_RATE, config.endpoint),
+        ))
+    }
+
+    fn speaking(&self) -> bool {
+        self.turn.as_ref().is_some_and(|t| !t.is_finished()) || !self.pending_marks.is_empty()
+    }
+
+    /// Caller speech while the agent talks: stop playback at once and cancel the turn.
+    async fn barge_in_if_speaking(&mut self) {
+        if !self.speaking() {
+            return;
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let _ = self.out.send(Out::Clear).await;
+        if let Some(turn) = self.turn.take() {
+            turn.abort();
+        }
+        // Marks sent before the clear may still be echoed; those clauses were not heard.
+        self.pending_marks.clear();
+        metrics::counter!("barge_ins_total").increment(1);
+        self.finish_turn(true).await;
+    }
+
+    /// The carrier played up to `name`; once a finished turn's last mark is back, it is stored.
+    async fn mark_played(&mut self, name: &str) {
+        if let Some(at) = self.pending_marks.iter().position(|(mark, _)| mark == name) {
+            let (_, text) = self.pending_marks.remove(at);
+            self.heard.push(text);
+            if self.pending_marks.is_empty() && self.turn_done {
+                self.finish_turn(false).await;
+            }
+        }
+    }
+
+    async fn note(&mut self, note: TurnNote) {
+        let current = self.current.as_ref().map(|row| row.turn);
+        match note {
+            TurnNote::Progress(row) if Some(row.turn) == current => self.current = Some(row),
+            TurnNote::ClauseQueued { turn, mark, text } if Some(turn) == current => {
+                self.pending_marks.push((mark, text))
+            }
+            TurnNote::Done(row) if Some(row.turn) == current => {
+                self.current = Some(row);
+                self.turn_done = true;
+                if self.pending_marks.is_empty() {
+                    self.finish_turn(false).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Stores the turn's report with what the caller heard.
+    async fn finish_turn(&mut self, interrupted: bool) {
+        self.turn_done = false;
+        let Some(mut row) = self.current.take() else {
+            return;
+        };
+        row.agent_text = (!self.heard.is_empty()).then(|| self.heard.join(" "));
+        row.interrupted = i64::from(interrupted);
+        self.heard.clear();
+        for (stage, ms) in [
+            ("endpoint_wait", row.endpoint_wait_ms),
+            ("stt", row.stt_ms),
+            ("turn", row.turn_ms),
+            ("tts_first_audio", row.tts_ms),
+            ("total", row.total_ms),
+        ] {
+            if let Some(ms) = ms {
+                metrics::histogram!("turn_latency_seconds", "stage" => stage)
+                    .record(ms as f64 / 1000.0);
+            }
+        }
+        if let Err(error) = call_store::insert_turn(&self.db, self.tenant, self.call, &row).await {
+            tracing::error!(%error, "could not store a turn");
+        }
+    }
+
+    async fn start_turn(&mut self, speaker: &Arc<Speaker>, start: TurnStart) {
+        // A new turn replaces one still running (the caller spoke again).
+        if let Some(turn) = self.turn.take() {
+            turn.abort();
+        }
+        // A finished turn whose last marks never came back is stored as it stands.
+        if !self.pending_marks.is_empty() {
+            self.pending_marks.clear();
+        }
+        self.finish_turn(false).await;
+        self.turns += 1;
+        self.current = Some(TurnRow {
+            turn: self.turns,
+            ..TurnRow::default()
+        });
+        let job = TurnJob {
+            number: self.turns,
+            generation: self.generation.load(Ordering::SeqCst),
+            out: self.out.clone(),
+            notes: self.notes_tx.clone(),
+        };
+        let speaker = Arc::clone(speaker);
+        self.turn = Some(tokio::spawn(async move { speaker.turn(job, start).await }));
+    }
+}
+
+enum TurnStart {
+    Greeting(String),
+    /// Caller audio at the line rate, and how long endpointing waited after the speech ended.
+    Audio(Vec<f32>, Duration),
+    Input(TurnInput, Option<Duration>),
+}
+
+struct TurnJob {
+    number: i64,
+    generation: u64,
+    out: mpsc::Sender<Out>,
+    notes: mpsc::Sender<TurnNote>,
+}
+
+/// What a turn task needs: the models, the agent's voice and the turn engine.
+struct Speaker {
+    state: AppState,
+    models: Arc<Models>,
+    voice_id: String,
+    ctx: Arc<TurnContext>,
+}
+
+impl Speaker {
+    async fn turn(&self, job: TurnJob, start: TurnStart) {
+        // The caller's speech ended `endpoint_wait` before now.
+        let began = Instant::now();
+        let mut row = TurnRow {
+            turn: job.number,
+            ..TurnRow::default()
+        };
+        let input = match start {
+            TurnStart::Greeting(text) => {
+                self.speak_reply(&job, &mut row, began, None, text).await;
+                let _ = job.notes.send(TurnNote::Done(row)).await;
+                return;
+            }
+            TurnStart::Input(input, wait) => {
+                row.endpoint_wait_ms = wait.map(|w| w.as_millis() as i64);
+                input
+            }
+            TurnStart::Audio(audio, wait) => {
+                row.endpoint_wait_ms = Some(wait.as_millis() as i64);
+                let stt = Arc::clone(&self.models);
+                let heard = self
+                    .state
+                    .speech
+                    .pool()
+                    .run(move || {
+                        let input = resample(&audio, LINE_RATE, moonshine::SAMPLE_RATE)
+                            .map_err(|e| e.to_string())?;
+                        stt.stt.transcribe(&input).map_err(|e| e.to_string())
+                    })
+                    .await;
+                row.stt_ms = Some(began.elapsed().as_millis() as i64);
+                let text = match heard {
+                    Ok(Ok(text)) => text,
+                    Ok(Err(error)) => return tracing::error!(%error, "speech to text failed"),
+                    Err(error) => return tracing::error!(%error, "speech to text failed"),
+                };
+                if text.trim().is_empty() {
+                    return;
+                }
+                row.caller_text = Some(text.clone());
+                let _ = job.notes.send(TurnNote::Progress(row.clone())).await;
+                TurnInput::Utterance(text)
+            }
+        };
+        let (tx, mut rx) = mpsc::channel::<TurnOutput>(32);
+        let turns = Arc::clone(&self.state.media.turns);
+        let ctx = Arc::clone(&self.ctx);
+        let engine = tokio::spawn(async move { turns.respond(&ctx, input, tx).await });
+        let mut text = String::new();
+        let turn_started = Instant::now();
+        while let Some(output) = rx.recv().await {
+            if let TurnOutput::Text(chunk) = output {
+                if row.turn_ms.is_none() {
+                    row.turn_ms = Some(turn_started.elapsed().as_millis() as i64);
+                }
+                text.push_str(&chunk);
+            }
+        }
+        if let Ok(Err(error)) = engine.await {
+            tracing::error!(%error, "turn engine failed");
+        }
+        let wait = row
+            .endpoint_wait_ms
+            .map(|ms| Duration::from_millis(ms as u64));
+        self.speak_reply(&job, &mut row, began, wait, text).await;
+        let _ = job.notes.send(TurnNote::Done(row)).await;
+    }
+
+    /// Synthesises `text` clause by clause and queues it for the caller, each clause followed by
+    /// a mark.
+    async fn speak_reply(
+        &self,
+        job: &TurnJob,
+        row: &mut TurnRow,
+        began: Instant,
+        wait: Option<Duration>,
+        text: String,
+    ) {
+        let Some(voice) = self.models.voices.get(&self.voice_id) else {
+            return;
+        };
+        for (index, clause) in piper::clauses(&text).into_iter().enumerate() {
+            let synth_started = Instant::now();
+            let voice = Arc::clone(&voice);
+            let to_say = clause.clone();
+            let audio = self
+                .state
+                .speech
+                .pool()
+                .run(move || {
+                    let speech = voice
+                        .synthesize_clause(&to_say)
+                        .map_err(|e| e.to_string())?;
+                    let line = resample(&speech, voice.sample_rate, LINE_RATE)
+                        .map_err(|e| e.to_string())?;
+                    Ok::<_, String>(
+                        line.iter()
+                            .map(|&s| g711::linear_to_ulaw(wav::to_i16(s)))
+                            .collect::<Vec<u8>>(),
+                    )
+                })
+                .await;
+            let ulaw = match audio {
+                Ok(Ok(ulaw)) => ulaw,
+                Ok(Err(error)) => return tracing::error!(%error, "text to speech failed"),
+                Err(error) => return tracing::error!(%error, "text to speech failed"),
+            };
+            if index == 0 {
+                row.tts_ms = Some(synth_started.elapsed().as_millis() as i64);
+            }
+            let mut first_written = None;
+            for (n, frame) in ulaw.chunks(FRAME_BYTES).enumerate() {
+                let written = if index == 0 && n == 0 {
+                    let (tx, rx) = oneshot::channel();
+                    first_written = Some(rx);
+                    Some(tx)
+                } else {
+                    None
+                };
+                let mut frame = frame.to_vec();
+                frame.resize(FRAME_BYTES, 0xFF);
+                if job
+                    .out
+                    .send(Out::Media {
+                        generation: job.generation,
+                        ulaw: frame,
+                        written,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let mark = format!("turn-{}-clause-{}", job.number, index + 1);
+            let note = TurnNote::ClauseQueued {
+                turn: job.number,
+                mark: mark.clone(),
+                text: clause,
+            };
+            let _ = job.notes.send(note).await;
+            let _ = job
+                .out
+                .send(Out::Mark {
+                    generation: job.generation,
+                    name: mark,
+                })
+                .await;
+            if let Some(first) = first_written
+                && let Ok(at) = first.await
+            {
+                let since_speech_end = at.duration_since(began) + wait.unwrap_or_default();
+                row.total_ms = Some(since_speech_end.as_millis() as i64);
+                let _ = job.notes.send(TurnNote::Progress(row.clone())).await;
+            }
+        }
+    }
+}
+
+/// The DSP thread: decode, detect, endpoint. Runs until the frame queue closes.
+fn dsp_loop(
+    frames: std::sync::mpsc::Receiver<Vec<u8>>,
+    events: mpsc::Sender<DspEvent>,
+    mut endpointer: Endpointer<Box<dyn vad::VoiceActivity>>,
+) {
+    let mut samples = Vec::with_capacity(FRAME_BYTES * 4);
+    let mut found = Vec::with_capacity(4);
+    let mut position_ms = 0u64;
+    while let Ok(ulaw) = frames.recv() {
+        samples.clear();
+        samples.extend(
+            ulaw.iter()
+                .map(|&b| f32::from(g711::ulaw_to_linear(b)) / 32_768.0),
+        );
+        position_ms += (ulaw.len() as u64 * 1000) / u64::from(LINE_RATE);
+        if let Err(error) = endpointer.push(&samples, &mut found) {
+            let _ = events.blocking_send(DspEvent::Failed(error.to_string()));
+            return;
+        }
+        for event in found.drain(..) {
+            let event = match event {
+                EndpointEvent::SpeechStarted { .. } => DspEvent::SpeechStarted,
+                EndpointEvent::UtteranceEnded { speech_end_ms, .. } => DspEvent::Utterance {
+                    audio: endpointer.utterance().to_vec(),
+                    endpoint_wait: Duration::from_millis(position_ms.saturating_sub(speech_end_ms)),
+                },
+            };
+            if events.blocking_send(event).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Sends agent audio paced to real time (at most [`AHEAD`] early), marks and clears.
+async fn writer_loop(
+    mut sink: Sink,
+    mut commands: mpsc::Receiver<Out>,
+    generation: Arc<AtomicU64>,
+    stream_sid: String,
+) {
+    // Playback clock: when the current run of audio started, and how much of it was sent.
+    let mut clock: Option<(Instant, u32)> = None;
+    while let Some(command) = commands.recv().await {
+        let current = generation.load(Ordering::SeqCst);
+        let message = match command {
+            Out::Media {
+                generation: g,
+                ulaw,
+                written,
+            } => {
+                if g != current {
+                    continue;
+                }
+                let now = Instant::now();
+                let (start, sent) = match clock {
+                    // The queue ran dry: a new run of audio starts now.
+                    Some((start, sent)) if now < start + FRAME * sent + FRAME * 5 => (start, sent),
+                    _ => (now, 0),
+                };
+                let due = start + FRAME * sent;
+                if due > now + AHEAD {
+                    tokio::time::sleep_until((due - AHEAD).into()).await;
+                    if generation.load(Ordering::SeqCst) != g {
+                        continue;
+                    }
+                }
+                clock = Some((start, sent + 1));
+                let sent = sink
+                    .send(Message::Text(twilio::media(&stream_sid, &ulaw).into()))
+                    .await;
+                if let Some(written) = written {
+                    let _ = written.send(Instant::now());
+                }
+                if sent.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Out::Mark {
+                generation: g,
+                name,
+            } => {
+                if g != current {
+                    continue;
+                }
+                twilio::mark(&stream_sid, &name)
+            }
+            Out::Clear => {
+                clock = None;
+                twilio::clear(&stream_sid)
+            }
+            Out::Close { code, reason } => {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })))
+                    .await;
+                return;
+            }
+        };
+        if sink.send(Message::Text(message.into())).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Twilio Media Streams, bidirectional (`<Connect><Stream>`): JSON text frames.
+//!
+//! In: `connected`; `start` (streamSid, callSid, customParameters, mediaFormat); `media`
+//! (track, chunk, timestamp, payload: base64 µ-law 8 kHz, 20 ms); `dtmf` {digit}; `mark` {name}
+//! (echoed when playback reaches it, or when `clear` drops it); `stop`. Numeric fields arrive
+//! as strings. Out: `media` {payload}, `mark` {name}, `clear`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::json;
+
+/// A message from Twilio, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    Connected,
+    Start(Start),
+    /// µ-law bytes of the caller's audio.
+    Media(Vec<u8>),
+    Dtmf(char),
+    Mark(String),
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub stream_sid: String,
+    pub call_sid: Option<String>,
+    /// `customParameters.token`: the stream token from the set-up answer.
+    pub token: Option<String>,
+    pub encoding: String,
+    pub sample_rate: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("not valid JSON")]
+    Json,
+    #[error("unknown event {0:?}")]
+    UnknownEvent(String),
+    #[error("{0} is missing a field")]
+    Missing(&'static str),
+    #[error("media payload is not base64")]
+    Base64,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    event: String,
+    start: Option<StartBody>,
+    media: Option<MediaBody>,
+    dtmf: Option<DtmfBody>,
+    mark: Option<MarkBody>,
+    #[serde(rename = "streamSid")]
+    stream_sid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StartBody {
+    #[serde(rename = "streamSid")]
+    stream_sid: Option<String>,
+    #[serde(rename = "callSid")]
+    call_sid: Option<String>,
+    #[serde(rename = "customParameters", default)]
+    custom_parameters: serde_json::Map<String, serde_json::Value>,
+    #[serde(rename = "mediaFormat")]
+    media_format: Option<MediaFormat>,
+}
+
+#[derive(Deserialize)]
+struct MediaFormat {
+    encoding: Option<String>,
+    #[serde(rename = "sampleRate")]
+    sample_rate: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct MediaBody {
+    track: Option<String>,
+    payload: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DtmfBody {
+    digit: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MarkBody {
+    name: Option<String>,
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
+    let envelope: Envelope = serde_json::from_str(text).map_err(|_| ProtocolError::Json)?;
+    match envelope.event.as_str() {
+        "connected" => Ok(Inbound::Connected),
+        "start" => {
+            let start = envelope.start.ok_or(ProtocolError::Missing("start"))?;
+            let stream_sid = start
+                .stream_sid
+                .or(envelope.stream_sid)
+                .ok_or(ProtocolError::Missing("start"))?;
+            let token = start
+                .custom_parameters
+                .get("token")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            let (encoding, sample_rate) = match start.media_format {
+                Some(format) => (
+                    format.encoding.unwrap_or_else(|| "audio/x-mulaw".into()),
+                    number(format.sample_rate.as_ref()).unwrap_or(8_000),
+                ),
+                None => ("audio/x-mulaw".into(), 8_000),
+            };
+            Ok(Inbound::Start(Start {
+                stream_sid,
+                call_sid: start.call_sid,
+                token,
+                encoding,
+                sample_rate,
+            }))
+        }
+        "media" => {
+            let media = envelope.media.ok_or(ProtocolError::Missing("media"))?;
+            // Only the caller's track is the inbound audio (a bidirectional stream sends only it).
+            if media
+                .track
+                .as_deref()
+                .is_some_and(|t| t != "inbound" && t != "inbound_track")
+            {
+                return Ok(Inbound::Media(Vec::new()));
+            }
+            let payload = media.payload.ok_or(ProtocolError::Missing("media"))?;
+            STANDARD
+                .decode(payload)
+                .map(Inbound::Media)
+                .map_err(|_| ProtocolError::Base64)
+        }
+        "dtmf" => {
+            let digit = envelope
+                .dtmf
+                .and_then(|d| d.digit)
+                .and_then(|d| d.chars().next());
+            digit
+                .map(Inbound::Dtmf)
+                .ok_or(ProtocolError::Missing("dtmf"))
+        }
+        "mark" => envelope
+            .mark
+            .and_then(|m| m.name)
+            .map(Inbound::Mark)
+            .ok_or(ProtocolError::Missing("mark")),
+        "stop" => Ok(Inbound::Stop),
+        other => Err(ProtocolError::UnknownEvent(
+            other.chars().take(32).collect(),
+        )),
+    }
+}
+
+/// Twilio sends numbers as strings; accept both.
+fn number(value: Option<&serde_json::Value>) -> Option<u32> {
+    match value? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Outbound `media` carrying µ-law bytes.
+pub fn media(stream_sid: &str, ulaw: &[u8]) -> String {
+    json!({ "event": "media", "streamSid": stream_sid, "media": { "payload": STANDARD.encode(ulaw) } }).to_string()
+}
+
+pub fn mark(stream_sid: &str, name: &str) -> String {
+    json!({ "event": "mark", "streamSid": stream_sid, "mark": { "name": name } }).to_string()
+}
+
+pub fn clear(stream_sid: &str) -> String {
+    json!({ "event": "clear", "streamSid": stream_sid }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_twilio_session() {
+        assert_eq!(
+            parse(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#),
+            Ok(Inbound::Connected)
+        );
+        let start = r#"{"event":"start","sequenceNumber":"1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1},"customParameters":{"token":"v1.abc.def","call_id":"7"}},"streamSid":"MZ1"}"#;
+        assert_eq!(
+            parse(start),
+            Ok(Inbound::Start(Start {
+                stream_sid: "MZ1".into(),
+                call_sid: Some("CA1".into()),
+                token: Some("v1.abc.def".into()),
+                encoding: "audio/x-mulaw".into(),
+                sample_rate: 8000,
+            }))
+        );
+        let media = r#"{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"/38A"},"streamSid":"MZ1"}"#;
+        assert_eq!(parse(media), Ok(Inbound::Media(vec![0xFF, 0x7F, 0x00])));
+        assert_eq!(
+            parse(r#"{"event":"dtmf","dtmf":{"track":"inbound_track","digit":"5"}}"#),
+            Ok(Inbound::Dtmf('5'))
+        );
+        assert_eq!(
+            parse(r#"{"event":"mark","mark":{"name":"clause-1"}}"#),
+            Ok(Inbound::Mark("clause-1".into()))
+        );
+        assert_eq!(
+            parse(r#"{"event":"stop","stop":{"callSid":"CA1"}}"#),
+            Ok(Inbound::Stop)
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert_eq!(parse("{\"event\":"), Err(ProtocolError::Json));
+        assert_eq!(parse("[]"), Err(ProtocolError::Json));
+        assert!(matches!(
+            parse(r#"{"event":"party"}"#),
+            Err(ProtocolError::UnknownEvent(_))
+        ));
+        assert_eq!(
+            parse(r#"{"event":"media","media":{"payload":"***"}}"#),
+            Err(ProtocolError::Base64)
+        );
+        assert_eq!(
+            parse(r#"{"event":"media"}"#),
+            Err(ProtocolError::Missing("media"))
+        );
+        assert_eq!(
+            parse(r#"{"event":"start"}"#),
+            Err(ProtocolError::Missing("start"))
+        );
+        assert_eq!(
+            parse(r#"{"event":"mark","mark":{}}"#),
+            Err(ProtocolError::Missing("mark"))
+        );
+    }
+
+    #[test]
+    fn outbound_messages_are_twilios_shapes() {
+        let m: serde_json::Value =
+            serde_json::from_str(&media("MZ1", &[0xFF, 0x7F, 0x00])).unwrap();
+        assert_eq!(
+            m,
+            json!({ "event": "media", "streamSid": "MZ1", "media": { "payload": "/38A" } })
+        );
+        let m: serde_json::Value = serde_json::from_str(&mark("MZ1", "c1")).unwrap();
+        assert_eq!(m["mark"]["name"], "c1");
+        let m: serde_json::Value = serde_json::from_str(&clear("MZ1")).unwrap();
+        assert_eq!(m, json!({ "event": "clear", "streamSid": "MZ1" }));
+    }
+}

@@ -1,0 +1,352 @@
+//! Twilio Media Streams over a real websocket: the engine answers like a bidirectional stream.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, mpsc};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{Session, TestApp, spawn_app};
+
+/// Caller audio as 20 ms µ-law frames: a fixture between stretches of silence.
+fn caller_frames(fixture: &str, lead_ms: usize, tail_ms: usize) -> Vec<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/speech")
+        .join(fixture);
+    let audio = callgenius::pipeline::wav::read(&path).unwrap();
+    assert_eq!(audio.sample_rate, 8_000);
+    let mut ulaw = vec![0xFFu8; lead_ms * 8];
+    ulaw.extend(audio.samples.iter().map(|&s| {
+        callgenius::pipeline::g711::linear_to_ulaw(callgenius::pipeline::wav::to_i16(s))
+    }));
+    ulaw.extend(vec![0xFFu8; tail_ms * 8]);
+    ulaw.chunks(160).map(<[u8]>::to_vec).collect()
+}
+
+fn media(frame: &[u8]) -> Message {
+    Message::text(json!({ "event": "media", "streamSid": "MZ1", "media": { "track": "inbound", "payload": STANDARD.encode(frame) } }).to_string())
+}
+
+type WsSink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+struct Twilio {
+    tx: Arc<Mutex<WsSink>>,
+    /// Everything the engine sent, in order (close frames as `{"event":"close","code":…}`).
+    rx: mpsc::UnboundedReceiver<Value>,
+}
+
+async fn test_call(app: &TestApp, s: &Session) -> (i64, String, String) {
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/test-call"),
+            &s.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    (
+        r.body["call_id"].as_i64().unwrap(),
+        r.body["stream_url"].as_str().unwrap().to_owned(),
+        r.body["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Connects like Twilio: `connected`, then `start` with the token. Plays the engine's audio in
+/// real time and echoes each mark when playback reaches it, as Twilio does.
+async fn connect(url: &str, token: &str) -> Twilio {
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects");
+    let (mut tx, mut stream) = socket.split();
+    tx.send(Message::text(
+        json!({ "event": "connected", "protocol": "Call", "version": "1.0.0" }).to_string(),
+    ))
+    .await
+    .unwrap();
+    let start = json!({
+        "event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
+        "start": { "streamSid": "MZ1", "callSid": "CAtest", "accountSid": "AC1", "tracks": ["inbound"],
+                   "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 },
+                   "customParameters": { "token": token } }
+    });
+    tx.send(Message::text(start.to_string())).await.unwrap();
+    let tx = Arc::new(Mutex::new(tx));
+    let (seen_tx, rx) = mpsc::unbounded_channel();
+    let echo = Arc::clone(&tx);
+    tokio::spawn(async move {
+        // When the audio received so far finishes playing.
+        let mut played_until = Instant::now();
+        while let Some(Ok(message)) = stream.next().await {
+            let value: Value = match message {
+                Message::Text(text) => serde_json::from_str(&text).unwrap(),
+                Message::Close(frame) => {
+                    json!({ "event": "close", "code": frame.map(|f| u16::from(f.code)) })
+                }
+                _ => continue,
+            };
+            match value["event"].as_str() {
+                Some("media") => {
+                    played_until = played_until.max(Instant::now()) + Duration::from_millis(20)
+                }
+                Some("clear") => played_until = Instant::now(),
+                Some("mark") => {
+                    let (echo, at, mark) = (Arc::clone(&echo), played_until, value["mark"].clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at).await;
+                        let reply = json!({ "event": "mark", "streamSid": "MZ1", "mark": mark });
+                        let _ = echo
+                            .lock()
+                            .await
+                            .send(Message::text(reply.to_string()))
+                            .await;
+                    });
+                }
+                _ => {}
+            }
+            if seen_tx.send(value).is_err() {
+                break;
+            }
+        }
+    });
+    Twilio { tx, rx }
+}
+
+impl Twilio {
+    async fn send(&self, message: Value) {
+        self.tx
+            .lock()
+            .await
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// Messages until `until` matches one; panics after `limit`.
+    async fn read_until(&mut self, limit: Duration, until: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let value = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .expect("engine answered in time")
+                .expect("socket open");
+            let done = until(&value);
+            seen.push(value);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Messages until the engine has been quiet for `quiet`.
+    async fn read_while_talking(&mut self, quiet: Duration, limit: Duration) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout(quiet, self.rx.recv()).await {
+                Ok(Some(value)) => seen.push(value),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        seen
+    }
+
+    /// Streams frames faster than real time (a frame every 5 ms) so tests stay short.
+    async fn send_audio(&mut self, frames: &[Vec<u8>]) {
+        for frame in frames {
+            self.tx.lock().await.send(media(frame)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn count(messages: &[Value], event: &str) -> usize {
+    messages.iter().filter(|m| m["event"] == event).count()
+}
+
+#[tokio::test]
+async fn a_stream_without_a_valid_token_is_closed_with_1008_and_no_call_starts() {
+    let app = spawn_app().await;
+    let s = app.register("ws@example.com", "WS").await;
+    let (call_id, url, token) = test_call(&app, &s).await;
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    for bad in ["", "v1.nope.nope", forged.as_str()] {
+        let mut twilio = connect(&url, bad).await;
+        let closed = twilio
+            .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+            .await;
+        assert_eq!(closed.last().unwrap()["code"], 1008, "{bad:?}");
+    }
+    let call = app.get(&format!("/api/calls/{call_id}"), &s.token).await;
+    assert_eq!(call.body["status"], "initiated");
+
+    // The real token works once; a replay of it is refused.
+    let mut twilio = connect(&url, &token).await;
+    twilio
+        .read_until(Duration::from_secs(60), |m| m["event"] == "media")
+        .await;
+    let mut replay = connect(&url, &token).await;
+    let closed = replay
+        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+        .await;
+    assert_eq!(closed.last().unwrap()["code"], 1008);
+}
+
+#[tokio::test]
+async fn the_agent_greets_hears_the_caller_and_answers_with_marks() {
+    let app = spawn_app().await;
+    let s = app.register("talk@example.com", "Talk").await;
+    let (call_id, url, token) = test_call(&app, &s).await;
+    let mut twilio = connect(&url, &token).await;
+
+    // The greeting: paced media frames, a mark after each clause; wait until it has played.
+    let greeting = twilio
+        .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
+        .await;
+    assert!(
+        count(&greeting, "media") > 50,
+        "greeting audio: {} frames",
+        count(&greeting, "media")
+    );
+    assert!(count(&greeting, "mark") >= 2, "a mark per clause");
+    for m in greeting.iter().filter(|m| m["event"] == "media") {
+        assert_eq!(m["streamSid"], "MZ1");
+        assert_eq!(
+            STANDARD
+                .decode(m["media"]["payload"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            160
+        );
+    }
+
+    // The caller speaks; the engine answers with what it heard.
+    twilio
+        .send_audio(&caller_frames("s3-piper-joe-8k-ulaw.wav", 500, 1200))
+        .await;
+    let reply = twilio
+        .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
+        .await;
+    assert!(
+        count(&reply, "media") > 50,
+        "reply audio: {} frames",
+        count(&reply, "media")
+    );
+    assert_eq!(count(&reply, "clear"), 0);
+
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1", "stop": { "callSid": "CAtest" } }))
+        .await;
+    twilio
+        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+        .await;
+
+    // The call record: completed, with both turns and their latency reports.
+    let mut call = app
+        .get(&format!("/api/calls/{call_id}"), &s.token)
+        .await
+        .body;
+    for _ in 0..50 {
+        if call["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        call = app
+            .get(&format!("/api/calls/{call_id}"), &s.token)
+            .await
+            .body;
+    }
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["carrier_call_id"], "CAtest");
+    assert!(call["duration_sec"].as_f64().unwrap() > 1.0);
+    let turns = call["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{call}");
+    assert!(
+        turns[0]["agent_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello, this is Reception.")
+    );
+    let heard = turns[1]["caller_text"].as_str().unwrap().to_lowercase();
+    assert!(heard.contains("pizza"), "{heard}");
+    assert!(
+        turns[1]["agent_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("You said:")
+    );
+    for stage in [
+        "endpoint_wait_ms",
+        "stt_ms",
+        "turn_ms",
+        "tts_ms",
+        "total_ms",
+    ] {
+        assert!(
+            turns[1][stage].as_i64().is_some(),
+            "{stage} in {}",
+            turns[1]
+        );
+    }
+    assert_eq!(turns[1]["interrupted"], 0);
+}
+
+#[tokio::test]
+async fn caller_speech_during_the_greeting_clears_playback_and_keeps_only_what_was_heard() {
+    let app = spawn_app().await;
+    let s = app.register("barge@example.com", "Barge").await;
+    let (call_id, url, token) = test_call(&app, &s).await;
+    let mut twilio = connect(&url, &token).await;
+    // Wait for the greeting's first audio and first mark (its first clause was played).
+    twilio
+        .read_until(Duration::from_secs(60), |m| m["event"] == "mark")
+        .await;
+    twilio
+        .send_audio(&caller_frames("s1-piper-joe-8k-ulaw.wav", 0, 1200))
+        .await;
+    let after = twilio
+        .read_while_talking(Duration::from_millis(1500), Duration::from_secs(60))
+        .await;
+    assert!(count(&after, "clear") >= 1, "playback cleared on barge-in");
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
+        .await;
+    twilio
+        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+        .await;
+
+    let mut call = app
+        .get(&format!("/api/calls/{call_id}"), &s.token)
+        .await
+        .body;
+    for _ in 0..50 {
+        if call["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        call = app
+            .get(&format!("/api/calls/{call_id}"), &s.token)
+            .await
+            .body;
+    }
+    let greeting = &call["turns"][0];
+    assert_eq!(greeting["interrupted"], 1, "{call}");
+    let heard = greeting["agent_text"].as_str().unwrap_or_default();
+    assert!(
+        !heard.contains("repeat it"),
+        "the cut clauses are not in the transcript: {heard:?}"
+    );
+}
