@@ -28,6 +28,33 @@ pub enum Command {
     Transcribe(TranscribeArgs),
     /// Speak text into a WAV file with an installed Piper voice.
     Speak(SpeakArgs),
+    /// Call an agent like a carrier would (Twilio Media Streams), from a WAV file of the caller.
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The engine's base URL.
+    #[arg(long, env = "CALLGENIUS_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An API token of the agent's business (from /api/auth/login).
+    #[arg(long, env = "CALLGENIUS_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The agent to call.
+    #[arg(long)]
+    pub agent: i64,
+    /// The caller's audio: a WAV file (any rate; PCM, float, µ-law or A-law).
+    #[arg(long)]
+    pub audio: PathBuf,
+    /// Write what the agent said (8 kHz, as heard on the line) to this WAV file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stream the caller's audio this many times faster than real time.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f32,
+    /// Print a machine-readable JSON report instead of the turns.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

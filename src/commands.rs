@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cli::{SpeakArgs, TranscribeArgs};
+use crate::cli::{CallArgs, SpeakArgs, TranscribeArgs};
 use crate::models::{self, moonshine::Moonshine, piper::Voice};
 use crate::pipeline::{resample::resample, wav};
+use crate::simulator::{self, CallPlan};
 
 pub fn transcribe(args: TranscribeArgs) -> anyhow::Result<()> {
     let audio = wav::read(&args.file)?;
@@ -58,6 +59,62 @@ pub fn speak(args: SpeakArgs) -> anyhow::Result<()> {
         first_clause.unwrap_or_default().as_secs_f32() * 1000.0,
         took.as_secs_f32() / audio.seconds().max(1e-3),
         args.output.display()
+    );
+    Ok(())
+}
+
+pub async fn call(args: CallArgs) -> anyhow::Result<()> {
+    let caller = wav::read(&args.audio)?;
+    let report = simulator::run(CallPlan {
+        base_url: args.url,
+        api_token: args.token,
+        agent_id: args.agent,
+        caller,
+        speed: args.speed,
+        quiet: std::time::Duration::from_secs(2),
+    })
+    .await?;
+    if let Some(out) = &args.out {
+        wav::write(out, &report.agent_audio)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let call = &report.call;
+    println!(
+        "call {} {} after {} s",
+        report.call_id,
+        call["status"].as_str().unwrap_or("?"),
+        call["duration_sec"]
+    );
+    for turn in call["turns"].as_array().into_iter().flatten() {
+        if let Some(text) = turn["caller_text"].as_str() {
+            println!("  caller: {text}");
+        }
+        let cut = if turn["interrupted"] == 1 {
+            " (interrupted)"
+        } else {
+            ""
+        };
+        println!(
+            "  agent:  {}{cut}",
+            turn["agent_text"].as_str().unwrap_or("-")
+        );
+        if turn["total_ms"].is_number() && turn["caller_text"].is_string() {
+            println!(
+                "          latency {} ms = endpoint {} + stt {} + turn {} + first audio {} (+ queueing)",
+                turn["total_ms"],
+                turn["endpoint_wait_ms"],
+                turn["stt_ms"],
+                turn["turn_ms"],
+                turn["tts_ms"]
+            );
+        }
+    }
+    println!(
+        "  frames sent {}, received {}, marks {}, clears {}",
+        report.frames_sent, report.frames_received, report.marks, report.clears
     );
     Ok(())
 }

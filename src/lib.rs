@@ -12,5 +12,6 @@ pub mod domain;
 pub mod media;
 pub mod models;
 pub mod pipeline;
+pub mod simulator;
 pub mod store;
 pub mod telemetry;

@@ -21,5 +21,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Transcribe(args) => commands::transcribe(args),
         Command::Speak(args) => commands::speak(args),
+        Command::Call(args) => commands::call(args).await,
     }
 }
