@@ -41,7 +41,9 @@ const FRAME_QUEUE: usize = 100;
 const AHEAD: Duration = Duration::from_millis(1000);
 const FRAME: Duration = Duration::from_millis(20);
 /// Close codes.
+const NORMAL: u16 = 1000;
 const POLICY_VIOLATION: u16 = 1008;
+const MESSAGE_TOO_BIG: u16 = 1009;
 const INTERNAL_ERROR: u16 = 1011;
 
 enum DspEvent {
@@ -180,6 +182,15 @@ async fn wait_for_start(stream: &mut SplitStream<WebSocket>) -> Option<twilio::S
     None
 }
 
+/// The close code for a broken stream: 1009 for a message over the size limit, else 1011.
+fn close_code_for(error: axum::Error) -> u16 {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match error.into_inner().downcast::<WsError>() {
+        Ok(error) if matches!(*error, WsError::Capacity(_)) => MESSAGE_TOO_BIG,
+        _ => INTERNAL_ERROR,
+    }
+}
+
 async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
     let _ = sink
         .send(Message::Close(Some(CloseFrame {
@@ -284,6 +295,7 @@ impl Call {
 
         let mut dropped = 0u64;
         let mut bad = 0u64;
+        let mut close_code = NORMAL;
         let outcome = loop {
             tokio::select! {
                 message = stream.next() => match message {
@@ -307,7 +319,10 @@ impl Call {
                     Some(Ok(Message::Binary(_))) => bad += 1,
                     Some(Ok(Message::Close(_))) | None => break Ok("disconnected"),
                     Some(Ok(_)) => {}
-                    Some(Err(error)) => break Err(format!("websocket error: {error}")),
+                                        Some(Err(error)) => {
+                        close_code = close_code_for(error);
+                        break Err(format!("broken media stream (close code {close_code})"));
+                    }
                 },
                 event = dsp_rx.recv() => match event {
                     Some(DspEvent::SpeechStarted) => call_state.barge_in_if_speaking().await,
@@ -337,8 +352,12 @@ impl Call {
         let _ = call_state
             .out
             .send(Out::Close {
-                code: 1000,
-                reason: "call ended",
+                code: close_code,
+                reason: if close_code == NORMAL {
+                    "call ended"
+                } else {
+                    "message too big or broken stream"
+                },
             })
             .await;
         drop(call_state);

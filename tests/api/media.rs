@@ -350,3 +350,101 @@ async fn caller_speech_during_the_greeting_clears_playback_and_keeps_only_what_w
         "the cut clauses are not in the transcript: {heard:?}"
     );
 }
+
+#[tokio::test]
+async fn malformed_messages_and_floods_are_ignored_and_the_call_survives() {
+    let app = spawn_app().await;
+    let s = app.register("junk@example.com", "Junk").await;
+    let (call_id, url, token) = test_call(&app, &s).await;
+    // Media before start is ignored; so is everything malformed after it.
+    let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let (mut raw, mut incoming) = socket.split();
+    raw.send(media(&[0xFF; 160])).await.unwrap();
+    let start = json!({ "event": "start", "streamSid": "MZ1", "start": { "streamSid": "MZ1", "customParameters": { "token": token } } });
+    raw.send(Message::text(start.to_string())).await.unwrap();
+    for junk in [
+        r#"{"event":"media","media":{"payload":"***not base64***"}}"#,
+        r#"{"event":"party","streamSid":"MZ1"}"#,
+        r#"{"event":"media","media":{"payl"#,
+        "not json at all",
+        r#"{"event":"mark","mark":{"name":"never-sent"}}"#,
+        r#"{"event":"dtmf","dtmf":{}}"#,
+    ] {
+        raw.send(Message::text(junk)).await.unwrap();
+    }
+    raw.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    // A flood far faster than real time: two minutes of audio at once.
+    for _ in 0..6_000 {
+        raw.send(media(&[0xFF; 160])).await.unwrap();
+    }
+    raw.send(Message::text(
+        json!({ "event": "stop", "streamSid": "MZ1" }).to_string(),
+    ))
+    .await
+    .unwrap();
+    let mut close_code = None;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(30), incoming.next()).await
+    {
+        if let Message::Close(frame) = message {
+            close_code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(close_code, Some(1000));
+    let call = app
+        .get(&format!("/api/calls/{call_id}"), &s.token)
+        .await
+        .body;
+    assert_eq!(call["status"], "completed", "{call}");
+    let metrics = app
+        .request(reqwest::Method::GET, "/metrics", None, None)
+        .await
+        .body;
+    assert!(
+        metrics.as_str().unwrap().contains("media_bad_frames_total"),
+        "bad frames are counted"
+    );
+}
+
+#[tokio::test]
+async fn a_message_over_64_kib_closes_the_stream_with_1009_and_the_call_is_finalised() {
+    let app = spawn_app().await;
+    let s = app.register("big@example.com", "Big").await;
+    let (call_id, url, token) = test_call(&app, &s).await;
+    let mut twilio = connect(&url, &token).await;
+    twilio
+        .read_until(Duration::from_secs(60), |m| m["event"] == "media")
+        .await;
+    let huge = "x".repeat(70 * 1024);
+    let _ = twilio
+        .tx
+        .lock()
+        .await
+        .send(Message::text(
+            json!({ "event": "media", "media": { "payload": huge } }).to_string(),
+        ))
+        .await;
+    let closed = twilio
+        .read_until(Duration::from_secs(30), |m| m["event"] == "close")
+        .await;
+    assert_eq!(closed.last().unwrap()["code"], 1009);
+    let mut call = app
+        .get(&format!("/api/calls/{call_id}"), &s.token)
+        .await
+        .body;
+    for _ in 0..50 {
+        if call["status"] != "in-progress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        call = app
+            .get(&format!("/api/calls/{call_id}"), &s.token)
+            .await
+            .body;
+    }
+    assert_eq!(call["status"], "failed", "{call}");
+    assert!(call["ended_at"].is_string());
+}
