@@ -17,6 +17,9 @@ use crate::models::SpeechModels;
 use crate::models::pool::InferencePool;
 use crate::store::{Db, StoreError};
 
+/// How long a shutdown waits for live calls to end.
+const CALL_DRAIN: Duration = Duration::from_secs(120);
+
 /// How often idle rate-limit buckets are forgotten and metric histograms are compacted.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -146,8 +149,21 @@ impl Application {
                 tracing::info!("http server stopped");
                 result.map_err(anyhow::Error::from)
             }
-            () = maintenance => Err(anyhow::anyhow!("maintenance worker exited")),
+                        () = maintenance => Err(anyhow::anyhow!("maintenance worker exited")),
         };
+        // Media streams outlive the HTTP server's shutdown (they are upgraded connections): let
+        // live calls finish before the pool closes under them.
+        let live = state.telephony.live.count();
+        if live > 0 {
+            tracing::info!(live, "waiting for live calls to finish");
+            let left = state.telephony.live.drain(CALL_DRAIN).await;
+            if left > 0 {
+                tracing::warn!(
+                    left,
+                    "calls still live after the drain timeout; stopping anyway"
+                );
+            }
+        }
         state.db.close().await;
         tracing::info!("database pool closed");
         outcome

@@ -150,13 +150,52 @@ pub async fn detail(db: &Db, tenant: TenantId, agent: AgentId) -> Result<AgentDe
     })
 }
 
-/// Deletes an agent permanently. Phone numbers are unassigned by the numbers issue's foreign key
-/// once it exists; calls in progress will hold the agent in `deleting` (media gateway issue).
+/// What a delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    /// Calls are live: the agent is `deleting` and goes when the last one ends.
+    Deferred,
+}
+
+/// Deletes an agent permanently, or, while `live_calls` of its calls are in progress, marks it
+/// `deleting` (it takes no new calls) and leaves the deletion to [`delete_if_idle`].
 #[instrument(skip_all, fields(tenant_id = %tenant, agent_id = %agent))]
-pub async fn delete(db: &Db, tenant: TenantId, agent: AgentId) -> Result<(), AgentError> {
+pub async fn delete(
+    db: &Db,
+    tenant: TenantId,
+    agent: AgentId,
+    live_calls: usize,
+) -> Result<Deletion, AgentError> {
     let mut tx = db.begin_write().await?;
+    if live_calls > 0 {
+        agents::mark_deleting(&mut tx, tenant, agent).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        tracing::info!(live_calls, "agent deletion deferred until its calls end");
+        return Ok(Deletion::Deferred);
+    }
     agents::delete(&mut tx, tenant, agent).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!("agent deleted");
+    Ok(Deletion::Deleted)
+}
+
+/// Completes a deferred deletion once the agent has no live calls left.
+pub async fn delete_if_idle(
+    db: &Db,
+    tenant: TenantId,
+    agent: AgentId,
+    live_calls: usize,
+) -> Result<(), AgentError> {
+    if live_calls > 0 {
+        return Ok(());
+    }
+    let row = match agents::get(db, tenant, agent).await {
+        Err(StoreError::NotFound) => return Ok(()),
+        other => other?,
+    };
+    if row.status == "deleting" {
+        delete(db, tenant, agent, 0).await?;
+    }
     Ok(())
 }

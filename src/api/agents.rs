@@ -443,16 +443,28 @@ async fn patch_agent(
 #[utoipa::path(
     delete, path = "/api/agents/{id}", tag = "agents", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+        responses(
+        (status = 204, description = "Deleted"),
+        (status = 202, description = "Calls are live: the agent is `deleting` and goes when they end", body = AgentView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    )
 )]
 async fn delete_agent(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let tenant = auth.require(Role::Admin)?;
-    service::delete(&state.db, tenant, agent_id(&id)?).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let agent = agent_id(&id)?;
+    let live = state.telephony.live.count_for_agent(agent);
+    match service::delete(&state.db, tenant, agent, live).await? {
+        service::Deletion::Deleted => Ok(StatusCode::NO_CONTENT.into_response()),
+        service::Deletion::Deferred => {
+            let Json(view) = view(&state, &auth, agent).await?;
+            Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+        }
+    }
 }
 
 /// The agent's whole version history, newest first.

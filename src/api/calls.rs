@@ -37,7 +37,10 @@ pub struct TestCall {
 #[utoipa::path(
     post, path = "/api/agents/{id}/test-call", tag = "calls", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 201, body = TestCall), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+        responses(
+        (status = 201, body = TestCall), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The agent is being deleted", body = ErrorBody)
+    )
 )]
 async fn test_call(
     State(state): State<AppState>,
@@ -47,6 +50,11 @@ async fn test_call(
     let tenant = auth.tenant()?;
     let agent = AgentId(parse_id(&id)?);
     let row = agent_store::get(&state.db, tenant, agent).await?;
+    if row.status != "active" {
+        return Err(ApiError::Conflict(
+            "the agent is being deleted and takes no new calls".into(),
+        ));
+    }
     let parties = Parties {
         direction: Direction::Test,
         carrier: Carrier::Twilio,

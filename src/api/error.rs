@@ -40,6 +40,8 @@ pub enum ApiError {
     NotFound(String),
     /// 405.
     MethodNotAllowed,
+    /// 409: the resource's state forbids the request (an agent being deleted).
+    Conflict(String),
     /// 413.
     PayloadTooLarge,
     /// 422 with per-field messages.
@@ -90,6 +92,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -101,7 +104,7 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             ApiError::BadRequest(m) | ApiError::Forbidden(m) | ApiError::NotFound(m) => m.clone(),
-            ApiError::Unavailable(m) => m.clone(),
+            ApiError::Unavailable(m) | ApiError::Conflict(m) => m.clone(),
             ApiError::Unauthorized(m) => (*m).into(),
             ApiError::MethodNotAllowed => "method not allowed on this route".into(),
             ApiError::PayloadTooLarge => "request body is too large".into(),

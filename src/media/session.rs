@@ -160,6 +160,13 @@ pub async fn run_twilio(socket: WebSocket, state: AppState) {
         tracing::error!(call_id = %claims.call, %error, "could not finalise the call record");
     }
     drop(live);
+    let still_live = state.telephony.live.count_for_agent(claims.agent);
+    if let Err(error) =
+        crate::agent::service::delete_if_idle(&state.db, claims.tenant, claims.agent, still_live)
+            .await
+    {
+        tracing::error!(%error, "could not complete the agent's deferred deletion");
+    }
     tracing::info!(call_id = %claims.call, duration_ms, status = status.as_str(), "call ended");
 }
 

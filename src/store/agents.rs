@@ -272,6 +272,22 @@ async fn insert_version(
     Ok(())
 }
 
+/// Marks an agent `deleting`: it takes no new calls and goes when its live calls end.
+pub async fn mark_deleting(tx: &mut Tx, tenant: TenantId, agent: AgentId) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE agents SET status = 'deleting', updated_at = $1 WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(now())
+    .bind(tenant.0)
+    .bind(agent.0)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 /// Deletes the agent and (by cascade) its versions.
 pub async fn delete(tx: &mut Tx, tenant: TenantId, agent: AgentId) -> StoreResult<()> {
     let done = sqlx::query("DELETE FROM agents WHERE tenant_id = $1 AND id = $2")

@@ -71,6 +71,16 @@ pub async fn test_database() -> Option<SecretString> {
 }
 
 impl TestApp {
+    /// A client for an engine started by the test itself.
+    pub fn at(base: String) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            _data_dir: std::sync::Arc::new(dir),
+        }
+    }
+
     pub async fn request(
         &self,
         method: Method,

@@ -448,3 +448,91 @@ async fn a_message_over_64_kib_closes_the_stream_with_1009_and_the_call_is_final
     assert_eq!(call["status"], "failed", "{call}");
     assert!(call["ended_at"].is_string());
 }
+
+#[tokio::test]
+async fn shutdown_lets_a_live_call_finish_before_stopping() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::test_config(data_dir.path()).await;
+    let engine = callgenius::app::Application::build(config).await.unwrap();
+    let app = TestApp::at(format!("http://{}", engine.local_addr()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(engine.run_until_stopped(async {
+        stopped.await.ok();
+    }));
+    let s = app.register("drain@example.com", "Drain").await;
+    let (_, url, token) = test_call(&app, &s).await;
+    let mut twilio = connect(&url, &token).await;
+    twilio
+        .read_until(Duration::from_secs(60), |m| m["event"] == "media")
+        .await;
+
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!server.is_finished(), "the engine waits for the live call");
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
+        .await;
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("stops once the call ended")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn deleting_an_agent_in_a_call_waits_for_the_call_to_end() {
+    let app = spawn_app().await;
+    let s = app.register("del@example.com", "Del").await;
+    let (call_id, url, token) = test_call(&app, &s).await;
+    let agent = app
+        .get(&format!("/api/calls/{call_id}"), &s.token)
+        .await
+        .body["agent_id"]
+        .as_i64()
+        .unwrap();
+    let mut twilio = connect(&url, &token).await;
+    twilio
+        .read_until(Duration::from_secs(60), |m| m["event"] == "media")
+        .await;
+
+    let deleting = app.delete(&format!("/api/agents/{agent}"), &s.token).await;
+    assert_eq!(deleting.status, StatusCode::ACCEPTED, "{}", deleting.body);
+    assert_eq!(deleting.body["status"], "deleting");
+    let refused = app
+        .post(
+            &format!("/api/agents/{agent}/test-call"),
+            &s.token,
+            json!({}),
+        )
+        .await;
+    crate::helpers::assert_error(&refused, StatusCode::CONFLICT);
+
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
+        .await;
+    twilio
+        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+        .await;
+    let mut status = StatusCode::OK;
+    for _ in 0..50 {
+        status = app
+            .get(&format!("/api/agents/{agent}"), &s.token)
+            .await
+            .status;
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::NOT_FOUND, "deleted once the call ended");
+    let call = app
+        .get(&format!("/api/calls/{call_id}"), &s.token)
+        .await
+        .body;
+    assert_eq!(call["status"], "completed");
+    assert_eq!(
+        call["agent_id"],
+        Value::Null,
+        "the call record stays, without its agent"
+    );
+}
