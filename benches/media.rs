@@ -2,8 +2,9 @@
 //! for one 20 ms frame at 8 kHz, with each detector. A call receives 50 frames a second, so the
 //! share of one core a call takes is (time per frame) / 20 ms.
 //!
-//! - `media/frame/webrtc` and `media/frame/silero`: a frame of speech (a fixture utterance,
-//!   cycled) through the whole caller path;
+//! - `media/frame/*_speech`: a frame of a spoken fixture (cycled) through the whole caller path,
+//!   with WebRTC's detector, gated Silero (the default) and Silero on every window;
+//! - `media/frame/silero_gated_quiet`: the same on a quiet line, where the gate spares Silero;
 //! - `media/decode`: µ-law decode alone.
 
 use std::hint::black_box;
@@ -30,8 +31,21 @@ fn frames() -> Vec<[u8; 160]> {
         .collect()
 }
 
-fn caller_path<V: VoiceActivity>(c: &mut Criterion, name: &str, vad: V) {
-    let frames = frames();
+/// 20 ms frames of a quiet line (faint hiss, as a phone line has between words).
+fn quiet_frames() -> Vec<[u8; 160]> {
+    let mut seed = 7u32;
+    (0..200)
+        .map(|_| {
+            std::array::from_fn(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let hiss = ((seed >> 16) as f32 / 65_536.0 - 0.5) * 0.002;
+                g711::linear_to_ulaw(wav::to_i16(hiss))
+            })
+        })
+        .collect()
+}
+
+fn caller_path<V: VoiceActivity>(c: &mut Criterion, name: &str, frames: Vec<[u8; 160]>, vad: V) {
     let mut endpointer = Endpointer::new(vad, 8_000, EndpointConfig::default());
     let mut samples = vec![0.0f32; 160];
     let mut events = Vec::with_capacity(4);
@@ -52,17 +66,14 @@ fn caller_path<V: VoiceActivity>(c: &mut Criterion, name: &str, vad: V) {
 }
 
 fn frame_cost(c: &mut Criterion) {
-    caller_path(
-        c,
-        "webrtc",
-        WebrtcVad::new(8_000, Aggressiveness::default()).unwrap(),
-    );
+    let webrtc = WebrtcVad::new(8_000, Aggressiveness::default()).unwrap();
+    caller_path(c, "webrtc_speech", frames(), webrtc);
     let models = Models::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models")).unwrap();
-    caller_path(
-        c,
-        "silero",
-        SileroVad::new(Arc::clone(&models.vad), 8_000).unwrap(),
-    );
+    let silero = || SileroVad::new(Arc::clone(&models.vad), 8_000).unwrap();
+    caller_path(c, "silero_gated_speech", frames(), silero());
+    caller_path(c, "silero_gated_quiet", quiet_frames(), silero());
+    let ungated = SileroVad::ungated(Arc::clone(&models.vad), 8_000).unwrap();
+    caller_path(c, "silero_ungated_speech", frames(), ungated);
 }
 
 fn decode(c: &mut Criterion) {

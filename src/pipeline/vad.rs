@@ -26,8 +26,9 @@ pub trait VoiceActivity: Send {
 ///
 /// Silero is the default: on the endpointing fixtures both find utterance ends within 100 ms on
 /// a clean or lightly noisy line, but with loud line hiss WebRTC's detector hears speech
-/// everywhere while Silero still finds every utterance (tests/endpointing.rs). WebRTC costs
-/// less CPU (microseconds against about 80 µs a 32 ms window at 8 kHz).
+/// everywhere while Silero still finds every utterance (tests/endpointing.rs). Silero runs behind
+/// a WebRTC gate (see [`SileroVad`]), so it costs little more than WebRTC while the caller is
+/// quiet; `benches/media.rs` has the figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VadKind {
@@ -93,8 +94,17 @@ struct SendVad(Vad);
 unsafe impl Send for SendVad {}
 
 impl WebrtcVad {
-    /// A detector at 8, 16, 32 or 48 kHz.
+    /// A detector at 8, 16, 32 or 48 kHz on 20 ms frames.
     pub fn new(sample_rate: u32, aggressiveness: Aggressiveness) -> Result<Self, ModelError> {
+        Self::with_frame_ms(sample_rate, aggressiveness, 20)
+    }
+
+    /// A detector on 10, 20 or 30 ms frames.
+    fn with_frame_ms(
+        sample_rate: u32,
+        aggressiveness: Aggressiveness,
+        frame_ms: u32,
+    ) -> Result<Self, ModelError> {
         let rate = SampleRate::try_from(sample_rate as i32).map_err(|_| ModelError::Input {
             model: "webrtc-vad",
             reason: format!("sample rate {sample_rate} Hz; 8, 16, 32 or 48 kHz needed"),
@@ -105,7 +115,7 @@ impl WebrtcVad {
             2 => VadMode::Aggressive,
             _ => VadMode::VeryAggressive,
         };
-        let frame_len = sample_rate as usize / 50;
+        let frame_len = (sample_rate * frame_ms / 1000) as usize;
         Ok(Self {
             vad: SendVad(Vad::new_with_rate_and_mode(rate, mode)),
             frame: vec![0; frame_len],
@@ -144,21 +154,38 @@ impl VoiceActivity for WebrtcVad {
 }
 
 /// Silero on 32 ms windows; speech when the probability passes a threshold.
+///
+/// A cheap gate runs first: WebRTC's detector in its least aggressive mode on the window's first
+/// 30 ms. Only when it hears something does Silero decide, so silence (most of a call, for the
+/// caller's side) costs microseconds, and on a noisy line, where the gate lets everything
+/// through, Silero's judgement still rules.
 pub struct SileroVad {
     model: Arc<SileroModel>,
     stream: SileroStream,
     threshold: f32,
+    gate: Option<WebrtcVad>,
 }
 
 impl SileroVad {
     /// Silero's recommended speech threshold.
     pub const THRESHOLD: f32 = 0.5;
 
+    /// Silero behind the WebRTC gate.
     pub fn new(model: Arc<SileroModel>, sample_rate: u32) -> Result<Self, ModelError> {
+        let gate = WebrtcVad::with_frame_ms(sample_rate, Aggressiveness(0), 30)?;
+        Ok(Self {
+            gate: Some(gate),
+            ..Self::ungated(model, sample_rate)?
+        })
+    }
+
+    /// Silero on every window (for comparison).
+    pub fn ungated(model: Arc<SileroModel>, sample_rate: u32) -> Result<Self, ModelError> {
         Ok(Self {
             model,
             stream: SileroStream::new(sample_rate)?,
             threshold: Self::THRESHOLD,
+            gate: None,
         })
     }
 }
@@ -175,6 +202,12 @@ impl VoiceActivity for SileroVad {
     }
 
     fn is_speech(&mut self, frame: &[f32]) -> Result<bool, ModelError> {
+        if let Some(gate) = &mut self.gate {
+            let head = gate.frame_len().min(frame.len());
+            if !gate.is_speech(&frame[..head])? {
+                return Ok(false);
+            }
+        }
         Ok(self.model.probability(&mut self.stream, frame)? >= self.threshold)
     }
 }

@@ -171,6 +171,27 @@ impl Twilio {
     }
 }
 
+/// The call record once `done` holds (the engine finalises a call just after its stream ends).
+async fn settled_call(
+    app: &TestApp,
+    s: &Session,
+    call_id: i64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut call = Value::Null;
+    for _ in 0..50 {
+        call = app
+            .get(&format!("/api/calls/{call_id}"), &s.token)
+            .await
+            .body;
+        if done(&call) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    call
+}
+
 fn count(messages: &[Value], event: &str) -> usize {
     messages.iter().filter(|m| m["event"] == event).count()
 }
@@ -255,20 +276,7 @@ async fn the_agent_greets_hears_the_caller_and_answers_with_marks() {
         .await;
 
     // The call record: completed, with both turns and their latency reports.
-    let mut call = app
-        .get(&format!("/api/calls/{call_id}"), &s.token)
-        .await
-        .body;
-    for _ in 0..50 {
-        if call["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        call = app
-            .get(&format!("/api/calls/{call_id}"), &s.token)
-            .await
-            .body;
-    }
+    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
     assert_eq!(call["status"], "completed", "{call}");
     assert_eq!(call["carrier_call_id"], "CAtest");
     assert!(call["duration_sec"].as_f64().unwrap() > 1.0);
@@ -328,20 +336,7 @@ async fn caller_speech_during_the_greeting_clears_playback_and_keeps_only_what_w
         .read_until(Duration::from_secs(10), |m| m["event"] == "close")
         .await;
 
-    let mut call = app
-        .get(&format!("/api/calls/{call_id}"), &s.token)
-        .await
-        .body;
-    for _ in 0..50 {
-        if call["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        call = app
-            .get(&format!("/api/calls/{call_id}"), &s.token)
-            .await
-            .body;
-    }
+    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
     let greeting = &call["turns"][0];
     assert_eq!(greeting["interrupted"], 1, "{call}");
     let heard = greeting["agent_text"].as_str().unwrap_or_default();
@@ -431,20 +426,7 @@ async fn a_message_over_64_kib_closes_the_stream_with_1009_and_the_call_is_final
         .read_until(Duration::from_secs(30), |m| m["event"] == "close")
         .await;
     assert_eq!(closed.last().unwrap()["code"], 1009);
-    let mut call = app
-        .get(&format!("/api/calls/{call_id}"), &s.token)
-        .await
-        .body;
-    for _ in 0..50 {
-        if call["status"] != "in-progress" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        call = app
-            .get(&format!("/api/calls/{call_id}"), &s.token)
-            .await
-            .body;
-    }
+    let call = settled_call(&app, &s, call_id, |c| c["status"] != "in-progress").await;
     assert_eq!(call["status"], "failed", "{call}");
     assert!(call["ended_at"].is_string());
 }
