@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::agent::turn::Echo;
 use crate::api::{self, AppState, Telephony};
 use crate::config::Config;
+use crate::media::backchannel::CommonBackchannels;
 use crate::media::{MediaConfig, MediaState};
 use crate::models::SpeechModels;
 use crate::models::pool::InferencePool;
@@ -86,6 +87,7 @@ impl Application {
         let media = MediaState {
             config: Arc::new(MediaConfig::from_config(&config)),
             turns: Arc::new(Echo),
+            backchannels: Arc::new(CommonBackchannels),
         };
         let state = AppState::new(db, &config.limits, Arc::new(speech), telephony, media);
         let router = api::router(state.clone(), &config.limits);

@@ -40,6 +40,8 @@ pub struct Config {
     /// The voice activity detector calls use, and WebRTC's aggressiveness when it is chosen.
     pub vad: VadKind,
     pub vad_aggressiveness: Aggressiveness,
+    /// Caller speech longer than this (ms) while the agent speaks interrupts it.
+    pub barge_in_ms: u16,
     pub db_max_connections: u32,
 }
 
@@ -96,6 +98,7 @@ impl Config {
             twilio_auth_token: None,
             vad: VadKind::default(),
             vad_aggressiveness: Aggressiveness::default(),
+            barge_in_ms: 400,
             db_max_connections: 10,
         }
     }
@@ -148,6 +151,7 @@ struct FileConfig {
     twilio_auth_token: Option<String>,
     vad: Option<VadKind>,
     vad_aggressiveness: Option<u8>,
+    barge_in_ms: Option<u16>,
     db_max_connections: Option<u32>,
 }
 
@@ -228,6 +232,7 @@ impl Config {
                 .twilio_auth_token
                 .or(file.twilio_auth_token.map(SecretString::from)),
             vad: file.vad.unwrap_or(defaults.vad),
+            barge_in_ms: file.barge_in_ms.unwrap_or(defaults.barge_in_ms),
             vad_aggressiveness: match file.vad_aggressiveness {
                 None => defaults.vad_aggressiveness,
                 Some(level) => Aggressiveness::new(level).ok_or(ConfigError::Invalid {

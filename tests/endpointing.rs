@@ -84,7 +84,7 @@ fn endpoints(vad: impl VoiceActivity, stream: &Stream, config: EndpointConfig) -
                 detected_at_ms,
                 ..
             } => Some((*speech_end_ms, *detected_at_ms)),
-            EndpointEvent::SpeechStarted { .. } => None,
+            EndpointEvent::SpeechStarted { .. } | EndpointEvent::SpeechSustained { .. } => None,
         })
         .collect()
 }

@@ -6,6 +6,7 @@
 //! pool, the reply back clause by clause through text-to-speech, paced to real time, with marks
 //! and barge-in.
 
+pub mod backchannel;
 pub mod session;
 pub mod twilio;
 
@@ -40,7 +41,12 @@ impl MediaConfig {
         Self {
             vad: config.vad,
             aggressiveness: config.vad_aggressiveness,
-            endpoint: EndpointConfig::default(),
+            // Caller speech that lasts `barge_in_ms` over the agent interrupts it at once;
+            // shorter speech goes to the backchannel filter first.
+            endpoint: EndpointConfig {
+                sustained_ms: config.barge_in_ms.into(),
+                ..EndpointConfig::default()
+            },
             start_timeout: Duration::from_secs(10),
         }
     }
@@ -51,6 +57,7 @@ impl MediaConfig {
 pub struct MediaState {
     pub config: Arc<MediaConfig>,
     pub turns: Arc<dyn TurnEngine>,
+    pub backchannels: Arc<dyn backchannel::BackchannelFilter>,
 }
 
 pub fn routes() -> Router<AppState> {

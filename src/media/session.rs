@@ -48,6 +48,7 @@ const INTERNAL_ERROR: u16 = 1011;
 
 enum DspEvent {
     SpeechStarted,
+    SpeechSustained,
     Utterance {
         audio: Vec<f32>,
         endpoint_wait: Duration,
@@ -303,6 +304,8 @@ impl Call {
         let mut dropped = 0u64;
         let mut bad = 0u64;
         let mut close_code = NORMAL;
+        // Caller speech began while the agent spoke and has not yet lasted the threshold.
+        let mut interjecting = false;
         let outcome = loop {
             tokio::select! {
                 message = stream.next() => match message {
@@ -332,14 +335,26 @@ impl Call {
                     }
                 },
                 event = dsp_rx.recv() => match event {
-                    Some(DspEvent::SpeechStarted) => call_state.barge_in_if_speaking().await,
+                                                            // Caller speech over the agent interrupts once it lasts the barge-in threshold.
+                    Some(DspEvent::SpeechStarted) => interjecting = call_state.speaking(),
+                    Some(DspEvent::SpeechSustained) => {
+                        if std::mem::take(&mut interjecting) {
+                            call_state.barge_in_if_speaking().await;
+                        }
+                    }
                     Some(DspEvent::Utterance { audio, endpoint_wait }) => {
-                        call_state.start_turn(&speaker, TurnStart::Audio(audio, endpoint_wait)).await;
+                        if std::mem::take(&mut interjecting) {
+                            // Short speech over the agent: a backchannel, or an interruption?
+                            call_state.short_interjection(&speaker, audio, endpoint_wait).await;
+                        } else {
+                            call_state.start_turn(&speaker, TurnStart::Audio(audio, endpoint_wait)).await;
+                        }
                     }
                     Some(DspEvent::Failed(reason)) => break Err(reason),
                     None => break Err("the DSP thread stopped".into()),
                 },
-                Some(note) = notes_rx.recv() => call_state.note(note).await,
+                                Some(note) = notes_rx.recv() => call_state.note(note).await,
+
             }
         };
         metrics::counter!("media_frames_dropped_total").increment(dropped);
@@ -404,6 +419,36 @@ impl Call {
             voice_id,
             Endpointer::new(detector, LINE_RATE, config.endpoint),
         ))
+    }
+
+    /// Speech shorter than the barge-in threshold arrived while the agent spoke: transcribe it;
+    /// a backchannel ("uh-huh") lets the agent carry on, anything else interrupts and is answered.
+    async fn short_interjection(
+        &mut self,
+        speaker: &Arc<Speaker>,
+        audio: Vec<f32>,
+        endpoint_wait: Duration,
+    ) {
+        let started = Instant::now();
+        let Some(text) = speaker.transcribe(audio).await else {
+            return;
+        };
+        let stt = started.elapsed();
+        if text.trim().is_empty() || speaker.state.media.backchannels.is_backchannel(&text) {
+            metrics::counter!("backchannels_total").increment(1);
+            tracing::debug!(%text, "backchannel: the agent carries on");
+            return;
+        }
+        self.barge_in_if_speaking().await;
+        self.start_turn(
+            speaker,
+            TurnStart::Heard {
+                text,
+                endpoint_wait,
+                stt,
+            },
+        )
+        .await;
     }
 
     fn speaking(&self) -> bool {
@@ -511,6 +556,12 @@ enum TurnStart {
     Greeting(String),
     /// Caller audio at the line rate, and how long endpointing waited after the speech ended.
     Audio(Vec<f32>, Duration),
+    /// An utterance already transcribed (a short interjection), with its timings.
+    Heard {
+        text: String,
+        endpoint_wait: Duration,
+        stt: Duration,
+    },
     Input(TurnInput, Option<Duration>),
 }
 
@@ -530,6 +581,33 @@ struct Speaker {
 }
 
 impl Speaker {
+    /// Caller audio at the line rate to text, on the inference pool; `None` after logging a
+    /// failure.
+    async fn transcribe(&self, audio: Vec<f32>) -> Option<String> {
+        let models = Arc::clone(&self.models);
+        let heard = self
+            .state
+            .speech
+            .pool()
+            .run(move || {
+                let input = resample(&audio, LINE_RATE, moonshine::SAMPLE_RATE)
+                    .map_err(|e| e.to_string())?;
+                models.stt.transcribe(&input).map_err(|e| e.to_string())
+            })
+            .await;
+        match heard {
+            Ok(Ok(text)) => Some(text),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "speech to text failed");
+                None
+            }
+            Err(error) => {
+                tracing::error!(%error, "speech to text failed");
+                None
+            }
+        }
+    }
+
     async fn turn(&self, job: TurnJob, start: TurnStart) {
         // The caller's speech ended `endpoint_wait` before now.
         let began = Instant::now();
@@ -547,25 +625,22 @@ impl Speaker {
                 row.endpoint_wait_ms = wait.map(|w| w.as_millis() as i64);
                 input
             }
+            TurnStart::Heard {
+                text,
+                endpoint_wait,
+                stt,
+            } => {
+                row.endpoint_wait_ms = Some(endpoint_wait.as_millis() as i64);
+                row.stt_ms = Some(stt.as_millis() as i64);
+                row.caller_text = Some(text.clone());
+                TurnInput::Utterance(text)
+            }
             TurnStart::Audio(audio, wait) => {
                 row.endpoint_wait_ms = Some(wait.as_millis() as i64);
-                let stt = Arc::clone(&self.models);
-                let heard = self
-                    .state
-                    .speech
-                    .pool()
-                    .run(move || {
-                        let input = resample(&audio, LINE_RATE, moonshine::SAMPLE_RATE)
-                            .map_err(|e| e.to_string())?;
-                        stt.stt.transcribe(&input).map_err(|e| e.to_string())
-                    })
-                    .await;
-                row.stt_ms = Some(began.elapsed().as_millis() as i64);
-                let text = match heard {
-                    Ok(Ok(text)) => text,
-                    Ok(Err(error)) => return tracing::error!(%error, "speech to text failed"),
-                    Err(error) => return tracing::error!(%error, "speech to text failed"),
+                let Some(text) = self.transcribe(audio).await else {
+                    return;
                 };
+                row.stt_ms = Some(began.elapsed().as_millis() as i64);
                 if text.trim().is_empty() {
                     return;
                 }
@@ -712,6 +787,7 @@ fn dsp_loop(
         for event in found.drain(..) {
             let event = match event {
                 EndpointEvent::SpeechStarted { .. } => DspEvent::SpeechStarted,
+                EndpointEvent::SpeechSustained { .. } => DspEvent::SpeechSustained,
                 EndpointEvent::UtteranceEnded { speech_end_ms, .. } => DspEvent::Utterance {
                     audio: endpointer.utterance().to_vec(),
                     endpoint_wait: Duration::from_millis(position_ms.saturating_sub(speech_end_ms)),

@@ -18,6 +18,9 @@ pub struct EndpointConfig {
     pub end_silence_ms: u32,
     pub pre_roll_ms: u32,
     pub max_utterance_ms: u32,
+    /// An utterance whose speech has lasted this long is reported as sustained (the barge-in
+    /// threshold: shorter speech over the agent may be only a backchannel).
+    pub sustained_ms: u32,
 }
 
 impl Default for EndpointConfig {
@@ -29,6 +32,7 @@ impl Default for EndpointConfig {
             end_silence_ms: 500,
             pre_roll_ms: 300,
             max_utterance_ms: 15_000,
+            sustained_ms: 400,
         }
     }
 }
@@ -38,6 +42,8 @@ impl Default for EndpointConfig {
 pub enum EndpointEvent {
     /// Speech began at `at_ms` (the start of the voiced run that opened the utterance).
     SpeechStarted { at_ms: u64 },
+    /// The utterance's speech has lasted `sustained_ms` (reported once per utterance).
+    SpeechSustained { at_ms: u64 },
     /// The utterance is complete: its audio is [`Endpointer::utterance`]. `speech_end_ms` is the
     /// end of its last voiced frame; `detected_at_ms` when the endpointer decided (the end of the
     /// trailing silence, or the forced cut).
@@ -57,6 +63,7 @@ enum State {
         start: u64,
         silence_run: usize,
         last_voiced_end: u64,
+        sustained: bool,
     },
 }
 
@@ -166,6 +173,7 @@ impl<V: VoiceActivity> Endpointer<V> {
                         start,
                         silence_run: 0,
                         last_voiced_end: end,
+                        sustained: false,
                     };
                     events.push(EndpointEvent::SpeechStarted {
                         at_ms: self.ms(start),
@@ -178,6 +186,7 @@ impl<V: VoiceActivity> Endpointer<V> {
                 start,
                 silence_run,
                 last_voiced_end,
+                mut sustained,
             } => {
                 if self.utterance.len() + frame_len <= self.utterance.capacity() {
                     self.utterance.extend_from_slice(&self.frame);
@@ -187,6 +196,13 @@ impl<V: VoiceActivity> Endpointer<V> {
                 } else {
                     (silence_run + frame_len, last_voiced_end)
                 };
+                let sustained_for = self.samples(self.config.sustained_ms) as u64;
+                if !sustained && last_voiced_end - start >= sustained_for {
+                    sustained = true;
+                    events.push(EndpointEvent::SpeechSustained {
+                        at_ms: self.ms(end),
+                    });
+                }
                 let ended = silence_run >= self.silence_needed;
                 let forced = end - start >= self.samples(self.config.max_utterance_ms) as u64;
                 if ended || forced {
@@ -208,6 +224,7 @@ impl<V: VoiceActivity> Endpointer<V> {
                         start,
                         silence_run,
                         last_voiced_end,
+                        sustained,
                     };
                 }
             }
@@ -263,6 +280,7 @@ mod tests {
             events,
             [
                 EndpointEvent::SpeechStarted { at_ms: 1000 },
+                EndpointEvent::SpeechSustained { at_ms: 1400 },
                 EndpointEvent::UtteranceEnded {
                     start_ms: 1000,
                     speech_end_ms: 2300,
@@ -275,6 +293,23 @@ mod tests {
         assert_eq!(ep.utterance().len(), (300 + 1300 + 200) * 8);
         assert!(ep.utterance()[..300 * 8].iter().all(|s| *s == 0.0));
         assert!(!ep.is_speaking());
+    }
+
+    #[test]
+    fn speech_is_reported_sustained_once_it_lasts_the_threshold() {
+        let mut ep = endpointer(EndpointConfig::default());
+        let mut events = Vec::new();
+        // 300 ms of speech never sustains; 600 ms does, once, 400 ms after it began.
+        ep.push(
+            &audio(&[(true, 300), (false, 700), (true, 600), (false, 700)]),
+            &mut events,
+        )
+        .unwrap();
+        let sustained: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e, EndpointEvent::SpeechSustained { .. }))
+            .collect();
+        assert_eq!(sustained, [&EndpointEvent::SpeechSustained { at_ms: 1400 }]);
     }
 
     #[test]
@@ -304,7 +339,7 @@ mod tests {
             .collect();
         assert_eq!(forced.len(), 2, "{events:?}");
         assert_eq!(
-            events[1],
+            *forced[0],
             EndpointEvent::UtteranceEnded {
                 start_ms: 0,
                 speech_end_ms: 1000,

@@ -518,3 +518,117 @@ async fn deleting_an_agent_in_a_call_waits_for_the_call_to_end() {
         "the call record stays, without its agent"
     );
 }
+
+/// `text` spoken by the Piper voice, as 20 ms µ-law frames with a little silence after it.
+fn spoken(text: &str) -> Vec<Vec<u8>> {
+    use callgenius::pipeline::{g711, resample::resample, wav};
+    static MODELS: std::sync::OnceLock<callgenius::models::Models> = std::sync::OnceLock::new();
+    let models = MODELS.get_or_init(|| {
+        callgenius::models::Models::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+            .unwrap()
+    });
+    let voice = models.voices.get("joe").unwrap();
+    let speech = resample(&voice.synthesize(text).unwrap(), voice.sample_rate, 8_000).unwrap();
+    let mut ulaw: Vec<u8> = speech
+        .iter()
+        .map(|&s| g711::linear_to_ulaw(wav::to_i16(s)))
+        .collect();
+    ulaw.extend(vec![0xFFu8; 8 * 900]);
+    ulaw.chunks(160).map(<[u8]>::to_vec).collect()
+}
+
+#[tokio::test]
+async fn a_backchannel_lets_the_agent_carry_on_but_a_short_objection_interrupts() {
+    // A threshold well above these one-word replies (about 0.25 s of speech each), so that both
+    // go through the backchannel filter whatever Piper's timing this run.
+    let app = crate::helpers::spawn_app_with(|c| c.barge_in_ms = 700).await;
+    let s = app.register("uhhuh@example.com", "Uhhuh").await;
+
+    // "Yeah." during the greeting: no clear; the whole greeting is heard; no turn for it.
+    let (call_id, url, token) = test_call(&app, &s).await;
+    let mut twilio = connect(&url, &token).await;
+    twilio
+        .read_until(Duration::from_secs(60), |m| m["event"] == "media")
+        .await;
+    twilio.send_audio(&spoken("Yeah.")).await;
+    let rest = twilio
+        .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
+        .await;
+    assert_eq!(count(&rest, "clear"), 0, "a backchannel does not interrupt");
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
+        .await;
+    twilio
+        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+        .await;
+    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
+    let turns = call["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 1, "{call}");
+    assert_eq!(turns[0]["interrupted"], 0);
+    assert!(
+        turns[0]["agent_text"]
+            .as_str()
+            .unwrap()
+            .ends_with("I will repeat it."),
+        "{call}"
+    );
+
+    // "Stop." during the greeting: cleared, and answered.
+    let (call_id, url, token) = test_call(&app, &s).await;
+    let mut twilio = connect(&url, &token).await;
+    twilio
+        .read_until(Duration::from_secs(60), |m| m["event"] == "media")
+        .await;
+    twilio.send_audio(&spoken("Stop.")).await;
+    let rest = twilio
+        .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
+        .await;
+    assert!(count(&rest, "clear") >= 1, "a short objection interrupts");
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
+        .await;
+    twilio
+        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+        .await;
+    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
+    let turns = call["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{call}");
+    assert_eq!(turns[0]["interrupted"], 1);
+    assert!(
+        turns[1]["caller_text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("stop"),
+        "{call}"
+    );
+    assert!(
+        turns[1]["agent_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("You said:")
+    );
+}
+
+#[tokio::test]
+async fn keypad_digits_reach_the_turn_engine() {
+    let app = spawn_app().await;
+    let s = app.register("dtmf@example.com", "Dtmf").await;
+    let (call_id, url, token) = test_call(&app, &s).await;
+    let mut twilio = connect(&url, &token).await;
+    twilio
+        .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
+        .await;
+    twilio.send(json!({ "event": "dtmf", "streamSid": "MZ1", "dtmf": { "track": "inbound_track", "digit": "5" } })).await;
+    twilio
+        .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
+        .await;
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
+        .await;
+    twilio
+        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+        .await;
+    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
+    assert_eq!(call["turns"][1]["agent_text"], "You pressed 5.", "{call}");
+}

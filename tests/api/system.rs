@@ -189,6 +189,7 @@ async fn the_router_serves_in_process_without_a_socket() {
     let media = callgenius::media::MediaState {
         config: std::sync::Arc::new(callgenius::media::MediaConfig::from_config(&config)),
         turns: std::sync::Arc::new(callgenius::agent::turn::Echo),
+        backchannels: std::sync::Arc::new(callgenius::media::backchannel::CommonBackchannels),
     };
     let state = callgenius::api::AppState::new(
         db,
