@@ -24,7 +24,7 @@ pub struct EndpointConfig {
 }
 
 impl Default for EndpointConfig {
-        /// `end_silence_ms`: over the 12 fixture sentences at 8 kHz µ-law (Piper and espeak-ng, with
+    /// `end_silence_ms`: over the 12 fixture sentences at 8 kHz µ-law (Piper and espeak-ng, with
     /// commas and full stops inside), 250 ms split 3 of them, 300 ms 2, 350 ms 1, 400 ms none;
     /// 500 ms keeps a margin for people, who pause longer than speech synthesisers.
     fn default() -> Self {

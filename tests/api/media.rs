@@ -537,6 +537,30 @@ fn spoken(text: &str) -> Vec<Vec<u8>> {
     ulaw.chunks(160).map(<[u8]>::to_vec).collect()
 }
 
+/// Says `text` over the agent's greeting, hangs up once the agent is quiet, and returns what
+/// the engine sent after the interjection and the final call record.
+async fn interject(app: &TestApp, s: &Session, text: &str) -> (Vec<Value>, Value) {
+    let (call_id, url, token) = test_call(app, s).await;
+    let mut twilio = connect(&url, &token).await;
+    twilio
+        .read_until(Duration::from_secs(60), |m| m["event"] == "media")
+        .await;
+    twilio.send_audio(&spoken(text)).await;
+    let rest = twilio
+        .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
+        .await;
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
+        .await;
+    twilio
+        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+        .await;
+    (
+        rest,
+        settled_call(app, s, call_id, |c| c["status"] == "completed").await,
+    )
+}
+
 #[tokio::test]
 async fn a_backchannel_lets_the_agent_carry_on_but_a_short_objection_interrupts() {
     // A threshold well above these one-word replies (about 0.25 s of speech each), so that both
@@ -545,23 +569,8 @@ async fn a_backchannel_lets_the_agent_carry_on_but_a_short_objection_interrupts(
     let s = app.register("uhhuh@example.com", "Uhhuh").await;
 
     // "Yeah." during the greeting: no clear; the whole greeting is heard; no turn for it.
-    let (call_id, url, token) = test_call(&app, &s).await;
-    let mut twilio = connect(&url, &token).await;
-    twilio
-        .read_until(Duration::from_secs(60), |m| m["event"] == "media")
-        .await;
-    twilio.send_audio(&spoken("Yeah.")).await;
-    let rest = twilio
-        .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
-        .await;
+    let (rest, call) = interject(&app, &s, "Yeah.").await;
     assert_eq!(count(&rest, "clear"), 0, "a backchannel does not interrupt");
-    twilio
-        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
-        .await;
-    twilio
-        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
-        .await;
-    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
     let turns = call["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 1, "{call}");
     assert_eq!(turns[0]["interrupted"], 0);
@@ -574,23 +583,8 @@ async fn a_backchannel_lets_the_agent_carry_on_but_a_short_objection_interrupts(
     );
 
     // "Stop." during the greeting: cleared, and answered.
-    let (call_id, url, token) = test_call(&app, &s).await;
-    let mut twilio = connect(&url, &token).await;
-    twilio
-        .read_until(Duration::from_secs(60), |m| m["event"] == "media")
-        .await;
-    twilio.send_audio(&spoken("Stop.")).await;
-    let rest = twilio
-        .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
-        .await;
+    let (rest, call) = interject(&app, &s, "Stop.").await;
     assert!(count(&rest, "clear") >= 1, "a short objection interrupts");
-    twilio
-        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
-        .await;
-    twilio
-        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
-        .await;
-    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
     let turns = call["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 2, "{call}");
     assert_eq!(turns[0]["interrupted"], 1);
