@@ -29,7 +29,7 @@ use crate::models::{Models, moonshine, piper};
 use crate::pipeline::endpoint::{EndpointEvent, Endpointer};
 use crate::pipeline::{g711, resample::resample, vad, wav};
 use crate::store::calls::{self as call_store, TurnRow};
-use crate::store::{Db, agents as agent_store};
+use crate::store::{Db, StoreError, agents as agent_store};
 
 /// Line rate of Twilio's µ-law audio.
 const LINE_RATE: u32 = 8_000;
@@ -108,16 +108,22 @@ pub async fn run_twilio(socket: WebSocket, state: AppState) {
             return close(&mut sink, POLICY_VIOLATION, "invalid stream token").await;
         }
     };
-    if call_store::start(
+    match call_store::start(
         &state.db,
         claims.tenant,
         claims.call,
         start.call_sid.as_deref(),
     )
     .await
-    .is_err()
     {
-        return close(&mut sink, POLICY_VIOLATION, "stream token already used").await;
+        Ok(_) => {}
+        Err(StoreError::Conflict | StoreError::NotFound) => {
+            return close(&mut sink, POLICY_VIOLATION, "stream token already used").await;
+        }
+        Err(error) => {
+            tracing::error!(call_id = %claims.call, %error, "could not start the call");
+            return close(&mut sink, INTERNAL_ERROR, "internal error").await;
+        }
     }
     let live = state.telephony.live.register(
         claims.call,
