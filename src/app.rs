@@ -172,8 +172,8 @@ impl Application {
     }
 }
 
-/// Periodic housekeeping that bounds memory: forgets idle rate-limit keys and compacts metric
-/// histograms. Runs until the application stops.
+/// Periodic housekeeping: forgets idle rate-limit keys, compacts metric histograms, and fails
+/// calls whose stream never connected. Runs until the application stops.
 async fn maintenance(state: AppState) {
     let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -181,5 +181,8 @@ async fn maintenance(state: AppState) {
         ticker.tick().await;
         state.limiters.forget_idle();
         state.metrics.run_upkeep();
+        if let Err(error) = crate::calls::expire_unstarted(&state.db).await {
+            tracing::warn!(%error, "could not sweep calls that never connected");
+        }
     }
 }

@@ -11,6 +11,18 @@ use crate::store::calls::{self as store, CallRow, NewCall};
 use crate::store::{Db, StoreResult};
 use token::{StreamClaims, StreamTokens, TOKEN_TTL_SECS};
 
+/// Ends the calls whose stream token expired before their stream started (one sweep).
+pub async fn expire_unstarted(db: &Db) -> StoreResult<u64> {
+    // A token admits a stream for TOKEN_TTL_SECS; a minute more covers clock skew between nodes.
+    let cutoff = Utc::now() - chrono::Duration::seconds(TOKEN_TTL_SECS + 60);
+    let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let expired = store::expire_unstarted(db, &cutoff).await?;
+    if expired > 0 {
+        tracing::info!(expired, "calls whose stream never connected marked failed");
+    }
+    Ok(expired)
+}
+
 /// A call handed out to a carrier: its record and the token its stream must present.
 pub struct HandedOut {
     pub call: CallRow,

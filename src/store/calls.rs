@@ -165,3 +165,18 @@ pub async fn turns(db: &Db, tenant: TenantId, call: CallId) -> StoreResult<Vec<T
     .await?;
     Ok(rows)
 }
+
+/// Fails every call handed out before `cutoff` (RFC 3339) whose stream never started: its token
+/// has expired, so it never will. A system sweep across tenants; returns how many it ended.
+pub async fn expire_unstarted(db: &Db, cutoff: &str) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "UPDATE calls SET status = 'failed', disposition = 'not-connected', ended_at = $1, \
+            duration_ms = 0 \
+         WHERE status = 'initiated' AND created_at < $2",
+    )
+    .bind(now())
+    .bind(cutoff)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -167,3 +167,54 @@ async fn with_an_auth_token_the_webhook_requires_twilios_signature() {
     assert_eq!(ok.status(), StatusCode::OK);
     assert!(ok.text().await.unwrap().contains("<Stream"));
 }
+
+#[tokio::test]
+async fn calls_whose_stream_never_connects_are_failed_by_the_sweep() {
+    let app = spawn_app().await;
+    let s = app.register("sweep@example.com", "Sweep").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/test-call"),
+            &s.token,
+            serde_json::json!({}),
+        )
+        .await;
+    let call_id = r.body["call_id"].as_i64().unwrap();
+    let db = callgenius::store::Db::connect(&app.database_url, 1)
+        .await
+        .unwrap();
+
+    // A fresh hand-out still has a live token: the sweep leaves it.
+    assert_eq!(callgenius::calls::expire_unstarted(&db).await.unwrap(), 0);
+    assert_eq!(
+        app.get(&format!("/api/calls/{call_id}"), &s.token)
+            .await
+            .body["status"],
+        "initiated"
+    );
+
+    // Past the token's life, it is failed as never connected.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(
+        callgenius::store::calls::expire_unstarted(&db, &later)
+            .await
+            .unwrap(),
+        1
+    );
+    let call = app
+        .get(&format!("/api/calls/{call_id}"), &s.token)
+        .await
+        .body;
+    assert_eq!(call["status"], "failed");
+    assert_eq!(call["disposition"], "not-connected");
+    assert_eq!(call["duration_sec"], 0.0);
+    assert_eq!(
+        callgenius::store::calls::expire_unstarted(&db, &later)
+            .await
+            .unwrap(),
+        0,
+        "once"
+    );
+}

@@ -15,6 +15,8 @@ pub const POSTGRES_ENV: &str = "CALLGENIUS_TEST_DATABASE_URL";
 #[derive(Clone)]
 pub struct TestApp {
     pub base: String,
+    /// The engine's database, for tests that look beneath the API.
+    pub database_url: SecretString,
     pub client: reqwest::Client,
     _data_dir: std::sync::Arc<tempfile::TempDir>,
 }
@@ -33,11 +35,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut config = test_config(data_dir.path()).await;
     configure(&mut config);
+    let database_url = config.effective_database_url();
     let app = Application::build(config).await.expect("engine starts");
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         base,
+        database_url,
         client: reqwest::Client::new(),
         _data_dir: std::sync::Arc::new(data_dir),
     }
@@ -71,11 +75,12 @@ pub async fn test_database() -> Option<SecretString> {
 }
 
 impl TestApp {
-    /// A client for an engine started by the test itself.
-    pub fn at(base: String) -> Self {
+    /// A client for an engine started by the test itself, on `database_url`.
+    pub fn at(base: String, database_url: SecretString) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         TestApp {
             base,
+            database_url,
             client: reqwest::Client::new(),
             _data_dir: std::sync::Arc::new(dir),
         }

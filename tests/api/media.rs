@@ -435,8 +435,9 @@ async fn a_message_over_64_kib_closes_the_stream_with_1009_and_the_call_is_final
 async fn shutdown_lets_a_live_call_finish_before_stopping() {
     let data_dir = tempfile::tempdir().unwrap();
     let config = crate::helpers::test_config(data_dir.path()).await;
+    let database_url = config.effective_database_url();
     let engine = callgenius::app::Application::build(config).await.unwrap();
-    let app = TestApp::at(format!("http://{}", engine.local_addr()));
+    let app = TestApp::at(format!("http://{}", engine.local_addr()), database_url);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(engine.run_until_stopped(async {
         stopped.await.ok();
