@@ -214,6 +214,15 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
         .await;
 }
 
+/// What a call loads before it can listen.
+struct Prepared {
+    models: Arc<Models>,
+    agent_row: agent_store::AgentRow,
+    /// The installed voice that speaks for the agent.
+    voice_id: String,
+    endpointer: Endpointer<Box<dyn vad::VoiceActivity>>,
+}
+
 /// The state of a live call, owned by its websocket task.
 struct Call {
     db: Db,
@@ -253,7 +262,12 @@ impl Call {
             stream_sid,
         ));
         let prepared = Self::prepare(state, tenant, agent).await;
-        let (models, agent_row, voice_id, endpointer) = match prepared {
+        let Prepared {
+            models,
+            agent_row,
+            voice_id,
+            endpointer,
+        } = match prepared {
             Ok(prepared) => prepared,
             Err(reason) => {
                 let _ = out_tx
@@ -323,7 +337,10 @@ impl Call {
                         }
                         Ok(Inbound::Media(_) | Inbound::Connected | Inbound::Start(_)) => {}
                         Ok(Inbound::Mark(name)) => call_state.mark_played(&name).await,
-                        Ok(Inbound::Dtmf(digit)) => call_state.start_turn(&speaker, TurnStart::Input(TurnInput::Dtmf(digit), None)).await,
+                        Ok(Inbound::Dtmf(digit)) => {
+                            let input = TurnStart::Input(TurnInput::Dtmf(digit), None);
+                            call_state.start_turn(&speaker, input).await;
+                        }
                         Ok(Inbound::Stop) => break Ok("hangup"),
                         Err(error) => {
                             bad += 1;
@@ -335,13 +352,13 @@ impl Call {
                     Some(Ok(Message::Binary(_))) => bad += 1,
                     Some(Ok(Message::Close(_))) | None => break Ok("disconnected"),
                     Some(Ok(_)) => {}
-                                        Some(Err(error)) => {
+                    Some(Err(error)) => {
                         close_code = close_code_for(error);
                         break Err(format!("broken media stream (close code {close_code})"));
                     }
                 },
                 event = dsp_rx.recv() => match event {
-                                                            // Caller speech over the agent interrupts once it lasts the barge-in threshold.
+                    // Caller speech over the agent interrupts once it lasts the barge-in threshold.
                     Some(DspEvent::SpeechStarted) => interjecting = call_state.speaking(),
                     Some(DspEvent::SpeechSustained) => {
                         if std::mem::take(&mut interjecting) {
@@ -353,14 +370,14 @@ impl Call {
                             // Short speech over the agent: a backchannel, or an interruption?
                             call_state.short_interjection(&speaker, audio, endpoint_wait).await;
                         } else {
-                            call_state.start_turn(&speaker, TurnStart::Audio(audio, endpoint_wait)).await;
+                            let start = TurnStart::Audio(audio, endpoint_wait);
+                            call_state.start_turn(&speaker, start).await;
                         }
                     }
                     Some(DspEvent::Failed(reason)) => break Err(reason),
                     None => break Err("the DSP thread stopped".into()),
                 },
-                                Some(note) = notes_rx.recv() => call_state.note(note).await,
-
+                Some(note) = notes_rx.recv() => call_state.note(note).await,
             }
         };
         metrics::counter!("media_frames_dropped_total").increment(dropped);
@@ -398,15 +415,7 @@ impl Call {
         state: &AppState,
         tenant: TenantId,
         agent: crate::domain::AgentId,
-    ) -> Result<
-        (
-            Arc<Models>,
-            agent_store::AgentRow,
-            String,
-            Endpointer<Box<dyn vad::VoiceActivity>>,
-        ),
-        String,
-    > {
+    ) -> Result<Prepared, String> {
         let models = state.speech.get().await.map_err(|e| e.to_string())?;
         let agent_row = agent_store::get(&state.db, tenant, agent)
             .await
@@ -419,12 +428,13 @@ impl Call {
         let config = &state.media.config;
         let detector = vad::detector(config.vad, LINE_RATE, config.aggressiveness, &models.vad)
             .map_err(|e| e.to_string())?;
-        Ok((
+        let endpointer = Endpointer::new(detector, LINE_RATE, config.endpoint);
+        Ok(Prepared {
             models,
             agent_row,
             voice_id,
-            Endpointer::new(detector, LINE_RATE, config.endpoint),
-        ))
+            endpointer,
+        })
     }
 
     /// Speech shorter than the barge-in threshold arrived while the agent spoke: transcribe it;
