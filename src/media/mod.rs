@@ -7,6 +7,7 @@
 //! and barge-in.
 
 pub mod backchannel;
+pub mod protocol;
 pub mod session;
 pub mod twilio;
 
@@ -68,5 +69,12 @@ async fn twilio_stream(State(state): State<AppState>, upgrade: WebSocketUpgrade)
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session::run_twilio(socket, state))
+        .on_upgrade(move |socket| {
+            let twilio = session::Carrier {
+                inbound: Box::new(twilio::Twilio),
+                outbound: Arc::new(twilio::Twilio),
+                url_token: None,
+            };
+            session::run(socket, state, twilio)
+        })
 }

@@ -20,21 +20,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::twilio::{self, Inbound};
+use super::protocol::{Event, Inbound, LineFormat, Outbound, StreamStart};
 use crate::agent::turn::{TurnContext, TurnInput, TurnOutput};
 use crate::api::AppState;
 use crate::calls::registry::LiveCall;
 use crate::domain::{CallId, CallStatus, TenantId};
 use crate::models::{Models, moonshine, piper};
 use crate::pipeline::endpoint::{EndpointEvent, Endpointer};
-use crate::pipeline::{g711, resample::resample, vad, wav};
+use crate::pipeline::{resample::resample, vad};
 use crate::store::calls::{self as call_store, TurnRow};
 use crate::store::{Db, StoreError, agents as agent_store};
 
-/// Line rate of Twilio's µ-law audio.
-const LINE_RATE: u32 = 8_000;
-/// 20 ms of µ-law at 8 kHz.
-const FRAME_BYTES: usize = 160;
 /// Caller frames that may wait for the DSP thread (2 s); more are dropped and counted.
 const FRAME_QUEUE: usize = 100;
 /// How far agent audio may run ahead of real time.
@@ -59,7 +55,7 @@ enum DspEvent {
 enum Out {
     Media {
         generation: u64,
-        ulaw: Vec<u8>,
+        bytes: Vec<u8>,
         written: Option<oneshot::Sender<Instant>>,
     },
     Mark {
@@ -87,24 +83,39 @@ enum TurnNote {
 
 type Sink = SplitSink<WebSocket, Message>;
 
-pub async fn run_twilio(socket: WebSocket, state: AppState) {
+/// A carrier's side of a stream: how its messages are read and written, and the stream token
+/// given in the websocket URL (`?token=…`) for carriers that cannot carry it in their start
+/// message.
+pub struct Carrier {
+    pub inbound: Box<dyn Inbound>,
+    pub outbound: Arc<dyn Outbound>,
+    pub url_token: Option<String>,
+}
+
+pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
+    let Carrier {
+        mut inbound,
+        outbound,
+        url_token,
+    } = carrier;
     let (sink, mut stream) = socket.split();
     let mut sink = sink;
     let timeout = state.media.config.start_timeout;
-    let start = match tokio::time::timeout(timeout, wait_for_start(&mut stream)).await {
-        Ok(Some(start)) => start,
-        Ok(None) => return,
-        Err(_) => return close(&mut sink, POLICY_VIOLATION, "no start message").await,
-    };
+    let start =
+        match tokio::time::timeout(timeout, wait_for_start(&mut stream, inbound.as_mut())).await {
+            Ok(Some(start)) => start,
+            Ok(None) => return,
+            Err(_) => return close(&mut sink, POLICY_VIOLATION, "no start message").await,
+        };
     let now = chrono::Utc::now().timestamp();
-    let claims = match start
-        .token
+    let token = start.token.clone().or(url_token);
+    let claims = match token
         .as_deref()
         .map(|t| state.telephony.tokens.verify(t, now))
     {
         Some(Ok(claims)) => claims,
         _ => {
-            tracing::warn!(stream_sid = %start.stream_sid, "media stream refused: missing or invalid token");
+            tracing::warn!(stream_id = %start.stream_id, "media stream refused: missing or invalid token");
             return close(&mut sink, POLICY_VIOLATION, "invalid stream token").await;
         }
     };
@@ -112,7 +123,7 @@ pub async fn run_twilio(socket: WebSocket, state: AppState) {
         &state.db,
         claims.tenant,
         claims.call,
-        start.call_sid.as_deref(),
+        start.carrier_call_id.as_deref(),
     )
     .await
     {
@@ -140,7 +151,12 @@ pub async fn run_twilio(socket: WebSocket, state: AppState) {
         claims.call,
         claims.tenant,
         claims.agent,
-        start.stream_sid,
+        Line {
+            stream_id: start.stream_id,
+            format: start.format,
+            inbound,
+            outbound,
+        },
         sink,
         stream,
     )
@@ -177,20 +193,23 @@ pub async fn run_twilio(socket: WebSocket, state: AppState) {
     tracing::info!(call_id = %claims.call, duration_ms, status = status.as_str(), "call ended");
 }
 
-async fn wait_for_start(stream: &mut SplitStream<WebSocket>) -> Option<twilio::Start> {
+async fn wait_for_start(
+    stream: &mut SplitStream<WebSocket>,
+    inbound: &mut dyn Inbound,
+) -> Option<StreamStart> {
     while let Some(message) = stream.next().await {
-        match message.ok()? {
-            Message::Text(text) => match twilio::parse(&text) {
-                Ok(Inbound::Start(start)) => return Some(start),
-                Ok(Inbound::Connected) => {}
+        let message = message.ok()?;
+        if let Message::Close(_) = message {
+            return None;
+        }
+        for event in inbound.parse(&message).unwrap_or_default() {
+            match event {
+                Event::Start(start) => return Some(start),
+                Event::Connected => {}
                 // Media before start, or junk: not a call yet; keep waiting for start.
-                Ok(_) | Err(_) => {
-                    metrics::counter!("media_bad_frames_total", "reason" => "before_start")
-                        .increment(1)
-                }
-            },
-            Message::Close(_) => return None,
-            _ => {}
+                _ => metrics::counter!("media_bad_frames_total", "reason" => "before_start")
+                    .increment(1),
+            }
         }
     }
     None
@@ -212,6 +231,14 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
             reason: reason.into(),
         })))
         .await;
+}
+
+/// The stream a call runs on: its id, audio format and the carrier's reader and writer.
+struct Line {
+    stream_id: String,
+    format: LineFormat,
+    inbound: Box<dyn Inbound>,
+    outbound: Arc<dyn Outbound>,
 }
 
 /// What a call loads before it can listen.
@@ -249,19 +276,26 @@ impl Call {
         call: CallId,
         tenant: TenantId,
         agent: crate::domain::AgentId,
-        stream_sid: String,
+        line: Line,
         sink: Sink,
         mut stream: SplitStream<WebSocket>,
     ) -> Result<&'static str, String> {
+        let Line {
+            stream_id,
+            format,
+            mut inbound,
+            outbound,
+        } = line;
         let generation = Arc::new(AtomicU64::new(0));
         let (out_tx, out_rx) = mpsc::channel::<Out>(256);
         let writer = tokio::spawn(writer_loop(
             sink,
             out_rx,
             Arc::clone(&generation),
-            stream_sid,
+            stream_id,
+            outbound,
         ));
-        let prepared = Self::prepare(state, tenant, agent).await;
+        let prepared = Self::prepare(state, tenant, agent, format.sample_rate).await;
         let Prepared {
             models,
             agent_row,
@@ -284,7 +318,8 @@ impl Call {
 
         let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(FRAME_QUEUE);
         let (dsp_tx, mut dsp_rx) = mpsc::channel::<DspEvent>(16);
-        let dsp = tokio::task::spawn_blocking(move || dsp_loop(frames_rx, dsp_tx, endpointer));
+        let dsp =
+            tokio::task::spawn_blocking(move || dsp_loop(frames_rx, dsp_tx, endpointer, format));
 
         let (notes_tx, mut notes_rx) = mpsc::channel::<TurnNote>(64);
 
@@ -300,6 +335,7 @@ impl Call {
             models,
             voice_id,
             ctx,
+            format,
         });
         let mut call_state = Call {
             db: state.db.clone(),
@@ -329,19 +365,30 @@ impl Call {
         let outcome = loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(Ok(Message::Text(text))) => match twilio::parse(&text) {
-                        Ok(Inbound::Media(ulaw)) if !ulaw.is_empty() => {
-                            if frames_tx.try_send(ulaw).is_err() {
-                                dropped += 1;
+                    Some(Ok(Message::Close(_))) | None => break Ok("disconnected"),
+                    Some(Ok(message)) => match inbound.parse(&message) {
+                        Ok(events) => {
+                            let mut stop = false;
+                            for event in events {
+                                match event {
+                                    Event::Media(bytes) if !bytes.is_empty() => {
+                                        if frames_tx.try_send(bytes).is_err() {
+                                            dropped += 1;
+                                        }
+                                    }
+                                    Event::Media(_) | Event::Connected | Event::Start(_) => {}
+                                    Event::Mark(name) => call_state.mark_played(&name).await,
+                                    Event::Dtmf(digit) => {
+                                        let input = TurnStart::Input(TurnInput::Dtmf(digit), None);
+                                        call_state.start_turn(&speaker, input).await;
+                                    }
+                                    Event::Stop => stop = true,
+                                }
+                            }
+                            if stop {
+                                break Ok("hangup");
                             }
                         }
-                        Ok(Inbound::Media(_) | Inbound::Connected | Inbound::Start(_)) => {}
-                        Ok(Inbound::Mark(name)) => call_state.mark_played(&name).await,
-                        Ok(Inbound::Dtmf(digit)) => {
-                            let input = TurnStart::Input(TurnInput::Dtmf(digit), None);
-                            call_state.start_turn(&speaker, input).await;
-                        }
-                        Ok(Inbound::Stop) => break Ok("hangup"),
                         Err(error) => {
                             bad += 1;
                             if bad == 1 || bad.is_power_of_two() {
@@ -349,9 +396,6 @@ impl Call {
                             }
                         }
                     },
-                    Some(Ok(Message::Binary(_))) => bad += 1,
-                    Some(Ok(Message::Close(_))) | None => break Ok("disconnected"),
-                    Some(Ok(_)) => {}
                     Some(Err(error)) => {
                         close_code = close_code_for(error);
                         break Err(format!("broken media stream (close code {close_code})"));
@@ -415,6 +459,7 @@ impl Call {
         state: &AppState,
         tenant: TenantId,
         agent: crate::domain::AgentId,
+        line_rate: u32,
     ) -> Result<Prepared, String> {
         let models = state.speech.get().await.map_err(|e| e.to_string())?;
         let agent_row = agent_store::get(&state.db, tenant, agent)
@@ -426,9 +471,9 @@ impl Call {
             .ok_or_else(|| format!("voice {} is not installed", agent_row.snapshot.voice))?
             .to_owned();
         let config = &state.media.config;
-        let detector = vad::detector(config.vad, LINE_RATE, config.aggressiveness, &models.vad)
+        let detector = vad::detector(config.vad, line_rate, config.aggressiveness, &models.vad)
             .map_err(|e| e.to_string())?;
-        let endpointer = Endpointer::new(detector, LINE_RATE, config.endpoint);
+        let endpointer = Endpointer::new(detector, line_rate, config.endpoint);
         Ok(Prepared {
             models,
             agent_row,
@@ -591,6 +636,8 @@ struct TurnJob {
 /// What a turn task needs: the models, the agent's voice and the turn engine.
 struct Speaker {
     state: AppState,
+    /// The line's audio format: what the caller's audio arrives in and the agent's must go out in.
+    format: LineFormat,
     models: Arc<Models>,
     voice_id: String,
     ctx: Arc<TurnContext>,
@@ -601,12 +648,13 @@ impl Speaker {
     /// failure.
     async fn transcribe(&self, audio: Vec<f32>) -> Option<String> {
         let models = Arc::clone(&self.models);
+        let line_rate = self.format.sample_rate;
         let heard = self
             .state
             .speech
             .pool()
             .run(move || {
-                let input = resample(&audio, LINE_RATE, moonshine::SAMPLE_RATE)
+                let input = resample(&audio, line_rate, moonshine::SAMPLE_RATE)
                     .map_err(|e| e.to_string())?;
                 models.stt.transcribe(&input).map_err(|e| e.to_string())
             })
@@ -706,6 +754,7 @@ impl Speaker {
             let synth_started = Instant::now();
             let voice = Arc::clone(&voice);
             let to_say = clause.clone();
+            let format = self.format;
             let audio = self
                 .state
                 .speech
@@ -714,17 +763,15 @@ impl Speaker {
                     let speech = voice
                         .synthesize_clause(&to_say)
                         .map_err(|e| e.to_string())?;
-                    let line = resample(&speech, voice.sample_rate, LINE_RATE)
+                    let line = resample(&speech, voice.sample_rate, format.sample_rate)
                         .map_err(|e| e.to_string())?;
-                    Ok::<_, String>(
-                        line.iter()
-                            .map(|&s| g711::linear_to_ulaw(wav::to_i16(s)))
-                            .collect::<Vec<u8>>(),
-                    )
+                    let mut bytes = Vec::with_capacity(line.len() * 2);
+                    format.encode(&line, &mut bytes);
+                    Ok::<_, String>(bytes)
                 })
                 .await;
-            let ulaw = match audio {
-                Ok(Ok(ulaw)) => ulaw,
+            let coded = match audio {
+                Ok(Ok(coded)) => coded,
                 Ok(Err(error)) => return tracing::error!(%error, "text to speech failed"),
                 Err(error) => return tracing::error!(%error, "text to speech failed"),
             };
@@ -732,7 +779,8 @@ impl Speaker {
                 row.tts_ms = Some(synth_started.elapsed().as_millis() as i64);
             }
             let mut first_written = None;
-            for (n, frame) in ulaw.chunks(FRAME_BYTES).enumerate() {
+            let frame_bytes = self.format.frame_bytes();
+            for (n, frame) in coded.chunks(frame_bytes).enumerate() {
                 let written = if index == 0 && n == 0 {
                     let (tx, rx) = oneshot::channel();
                     first_written = Some(rx);
@@ -741,12 +789,12 @@ impl Speaker {
                     None
                 };
                 let mut frame = frame.to_vec();
-                frame.resize(FRAME_BYTES, 0xFF);
+                frame.resize(frame_bytes, self.format.silence_byte());
                 if job
                     .out
                     .send(Out::Media {
                         generation: job.generation,
-                        ulaw: frame,
+                        bytes: frame,
                         written,
                     })
                     .await
@@ -785,17 +833,15 @@ fn dsp_loop(
     frames: std::sync::mpsc::Receiver<Vec<u8>>,
     events: mpsc::Sender<DspEvent>,
     mut endpointer: Endpointer<Box<dyn vad::VoiceActivity>>,
+    format: LineFormat,
 ) {
-    let mut samples = Vec::with_capacity(FRAME_BYTES * 4);
+    let mut samples = Vec::with_capacity(format.frame_bytes() * 4);
     let mut found = Vec::with_capacity(4);
     let mut position_ms = 0u64;
-    while let Ok(ulaw) = frames.recv() {
+    while let Ok(bytes) = frames.recv() {
         samples.clear();
-        samples.extend(
-            ulaw.iter()
-                .map(|&b| f32::from(g711::ulaw_to_linear(b)) / 32_768.0),
-        );
-        position_ms += (ulaw.len() as u64 * 1000) / u64::from(LINE_RATE);
+        format.decode(&bytes, &mut samples);
+        position_ms += format.duration_ms(bytes.len());
         if let Err(error) = endpointer.push(&samples, &mut found) {
             let _ = events.blocking_send(DspEvent::Failed(error.to_string()));
             return;
@@ -821,7 +867,8 @@ async fn writer_loop(
     mut sink: Sink,
     mut commands: mpsc::Receiver<Out>,
     generation: Arc<AtomicU64>,
-    stream_sid: String,
+    stream_id: String,
+    outbound: Arc<dyn Outbound>,
 ) {
     // Playback clock: when the current run of audio started, and how much of it was sent.
     let mut clock: Option<(Instant, u32)> = None;
@@ -830,7 +877,7 @@ async fn writer_loop(
         let message = match command {
             Out::Media {
                 generation: g,
-                ulaw,
+                bytes,
                 written,
             } => {
                 if g != current {
@@ -850,9 +897,7 @@ async fn writer_loop(
                     }
                 }
                 clock = Some((start, sent + 1));
-                let sent = sink
-                    .send(Message::Text(twilio::media(&stream_sid, &ulaw).into()))
-                    .await;
+                let sent = sink.send(outbound.media(&stream_id, &bytes)).await;
                 if let Some(written) = written {
                     let _ = written.send(Instant::now());
                 }
@@ -868,11 +913,11 @@ async fn writer_loop(
                 if g != current {
                     continue;
                 }
-                twilio::mark(&stream_sid, &name)
+                outbound.mark(&stream_id, &name)
             }
             Out::Clear => {
                 clock = None;
-                twilio::clear(&stream_sid)
+                outbound.clear(&stream_id)
             }
             Out::Close { code, reason } => {
                 let _ = sink
@@ -884,7 +929,7 @@ async fn writer_loop(
                 return;
             }
         };
-        if sink.send(Message::Text(message.into())).await.is_err() {
+        if sink.send(message).await.is_err() {
             return;
         }
     }

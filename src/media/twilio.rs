@@ -5,44 +5,13 @@
 //! (echoed when playback reaches it, or when `clear` drops it); `stop`. Numeric fields arrive
 //! as strings. Out: `media` {payload}, `mark` {name}, `clear`.
 
+use axum::extract::ws::Message;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::json;
 
-/// A message from Twilio, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inbound {
-    Connected,
-    Start(Start),
-    /// µ-law bytes of the caller's audio.
-    Media(Vec<u8>),
-    Dtmf(char),
-    Mark(String),
-    Stop,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Start {
-    pub stream_sid: String,
-    pub call_sid: Option<String>,
-    /// `customParameters.token`: the stream token from the set-up answer.
-    pub token: Option<String>,
-    pub encoding: String,
-    pub sample_rate: u32,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ProtocolError {
-    #[error("not valid JSON")]
-    Json,
-    #[error("unknown event {0:?}")]
-    UnknownEvent(String),
-    #[error("{0} is missing a field")]
-    Missing(&'static str),
-    #[error("media payload is not base64")]
-    Base64,
-}
+use super::protocol::{self, Event, LineFormat, ProtocolError, StreamStart};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -90,11 +59,38 @@ struct MarkBody {
     name: Option<String>,
 }
 
+/// Twilio Media Streams, both directions.
+pub struct Twilio;
+
+impl protocol::Inbound for Twilio {
+    fn parse(&mut self, message: &Message) -> Result<Vec<Event>, ProtocolError> {
+        match message {
+            Message::Text(text) => parse(text).map(|event| vec![event]),
+            Message::Binary(_) => Err(ProtocolError::Binary),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+impl protocol::Outbound for Twilio {
+    fn media(&self, stream_id: &str, payload: &[u8]) -> Message {
+        Message::Text(media(stream_id, payload).into())
+    }
+
+    fn mark(&self, stream_id: &str, name: &str) -> Message {
+        Message::Text(mark(stream_id, name).into())
+    }
+
+    fn clear(&self, stream_id: &str) -> Message {
+        Message::Text(clear(stream_id).into())
+    }
+}
+
 /// Parses one text frame.
-pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
+pub fn parse(text: &str) -> Result<Event, ProtocolError> {
     let envelope: Envelope = serde_json::from_str(text).map_err(|_| ProtocolError::Json)?;
     match envelope.event.as_str() {
-        "connected" => Ok(Inbound::Connected),
+        "connected" => Ok(Event::Connected),
         "start" => {
             let start = envelope.start.ok_or(ProtocolError::Missing("start"))?;
             let stream_sid = start
@@ -106,19 +102,19 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
                 .get("token")
                 .and_then(|v| v.as_str())
                 .map(str::to_owned);
-            let (encoding, sample_rate) = match start.media_format {
-                Some(format) => (
-                    format.encoding.unwrap_or_else(|| "audio/x-mulaw".into()),
-                    number(format.sample_rate.as_ref()).unwrap_or(8_000),
-                ),
-                None => ("audio/x-mulaw".into(), 8_000),
-            };
-            Ok(Inbound::Start(Start {
-                stream_sid,
-                call_sid: start.call_sid,
+            // Twilio streams µ-law at 8 kHz; anything else is not Twilio's protocol.
+            if let Some(format) = start.media_format {
+                let encoding = format.encoding.unwrap_or_else(|| "audio/x-mulaw".into());
+                let rate = number(format.sample_rate.as_ref()).unwrap_or(8_000);
+                if encoding != "audio/x-mulaw" || rate != 8_000 {
+                    return Err(ProtocolError::Format(format!("{encoding} at {rate} Hz")));
+                }
+            }
+            Ok(Event::Start(StreamStart {
+                stream_id: stream_sid,
+                carrier_call_id: start.call_sid,
                 token,
-                encoding,
-                sample_rate,
+                format: LineFormat::MULAW_8K,
             }))
         }
         "media" => {
@@ -129,12 +125,12 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
                 .as_deref()
                 .is_some_and(|t| t != "inbound" && t != "inbound_track")
             {
-                return Ok(Inbound::Media(Vec::new()));
+                return Ok(Event::Media(Vec::new()));
             }
             let payload = media.payload.ok_or(ProtocolError::Missing("media"))?;
             STANDARD
                 .decode(payload)
-                .map(Inbound::Media)
+                .map(Event::Media)
                 .map_err(|_| ProtocolError::Base64)
         }
         "dtmf" => {
@@ -142,16 +138,14 @@ pub fn parse(text: &str) -> Result<Inbound, ProtocolError> {
                 .dtmf
                 .and_then(|d| d.digit)
                 .and_then(|d| d.chars().next());
-            digit
-                .map(Inbound::Dtmf)
-                .ok_or(ProtocolError::Missing("dtmf"))
+            digit.map(Event::Dtmf).ok_or(ProtocolError::Missing("dtmf"))
         }
         "mark" => envelope
             .mark
             .and_then(|m| m.name)
-            .map(Inbound::Mark)
+            .map(Event::Mark)
             .ok_or(ProtocolError::Missing("mark")),
-        "stop" => Ok(Inbound::Stop),
+        "stop" => Ok(Event::Stop),
         other => Err(ProtocolError::UnknownEvent(
             other.chars().take(32).collect(),
         )),
@@ -188,32 +182,31 @@ mod tests {
     fn parses_a_twilio_session() {
         assert_eq!(
             parse(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#),
-            Ok(Inbound::Connected)
+            Ok(Event::Connected)
         );
         let start = r#"{"event":"start","sequenceNumber":"1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1},"customParameters":{"token":"v1.abc.def","call_id":"7"}},"streamSid":"MZ1"}"#;
         assert_eq!(
             parse(start),
-            Ok(Inbound::Start(Start {
-                stream_sid: "MZ1".into(),
-                call_sid: Some("CA1".into()),
+            Ok(Event::Start(StreamStart {
+                stream_id: "MZ1".into(),
+                carrier_call_id: Some("CA1".into()),
                 token: Some("v1.abc.def".into()),
-                encoding: "audio/x-mulaw".into(),
-                sample_rate: 8000,
+                format: LineFormat::MULAW_8K,
             }))
         );
         let media = r#"{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"/38A"},"streamSid":"MZ1"}"#;
-        assert_eq!(parse(media), Ok(Inbound::Media(vec![0xFF, 0x7F, 0x00])));
+        assert_eq!(parse(media), Ok(Event::Media(vec![0xFF, 0x7F, 0x00])));
         assert_eq!(
             parse(r#"{"event":"dtmf","dtmf":{"track":"inbound_track","digit":"5"}}"#),
-            Ok(Inbound::Dtmf('5'))
+            Ok(Event::Dtmf('5'))
         );
         assert_eq!(
             parse(r#"{"event":"mark","mark":{"name":"clause-1"}}"#),
-            Ok(Inbound::Mark("clause-1".into()))
+            Ok(Event::Mark("clause-1".into()))
         );
         assert_eq!(
             parse(r#"{"event":"stop","stop":{"callSid":"CA1"}}"#),
-            Ok(Inbound::Stop)
+            Ok(Event::Stop)
         );
     }
 
