@@ -1,7 +1,7 @@
 //! Calls over the API: test calls (talk to an agent without a phone number) and call records.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Auth, parse_id};
+use super::extract::{Auth, parse_id, query_value};
 use super::{AppState, JsonResult};
 use crate::calls::{self, Parties};
 use crate::domain::{AgentId, CallId, Carrier, Direction};
@@ -36,8 +36,8 @@ pub struct TestCall {
 /// Starts a test call with the agent: returns the media stream to connect to.
 #[utoipa::path(
     post, path = "/api/agents/{id}/test-call", tag = "calls", security(("bearer" = [])),
-    params(("id" = i64, Path)),
-        responses(
+        params(("id" = i64, Path), ("carrier" = Option<String>, Query, description = "Stream protocol: twilio (default) or telnyx")),
+    responses(
         (status = 201, body = TestCall), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The agent is being deleted", body = ErrorBody)
     )
@@ -46,7 +46,13 @@ async fn test_call(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<(StatusCode, Json<TestCall>), ApiError> {
+    let carrier = match query_value(query.as_deref(), "carrier").as_deref() {
+        None | Some("twilio") => Carrier::Twilio,
+        Some("telnyx") => Carrier::Telnyx,
+        Some(_) => return Err(ApiError::field("carrier", "must be twilio or telnyx")),
+    };
     let tenant = auth.tenant()?;
     let agent = AgentId(parse_id(&id)?);
     let row = agent_store::get(&state.db, tenant, agent).await?;
@@ -57,7 +63,7 @@ async fn test_call(
     }
     let parties = Parties {
         direction: Direction::Test,
-        carrier: Carrier::Twilio,
+        carrier,
         carrier_call_id: None,
         from_number: None,
         to_number: None,
@@ -79,7 +85,14 @@ async fn test_call(
         StatusCode::CREATED,
         Json(TestCall {
             call_id: handed.call.id,
-            stream_url: telephony.media_url(Carrier::Twilio),
+            // Telnyx cannot carry custom parameters in its start message: the token rides in
+            // the stream URL.
+            stream_url: match carrier {
+                Carrier::Telnyx => {
+                    format!("{}?token={}", telephony.media_url(carrier), handed.token)
+                }
+                _ => telephony.media_url(carrier),
+            },
             token: handed.token,
             expires_at,
         }),

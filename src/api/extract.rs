@@ -269,3 +269,10 @@ pub fn parse_id(raw: &str) -> Result<i64, ApiError> {
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError::NotFound("not found".into()))
 }
+
+/// One value of a raw query string (`agent_id` in `agent_id=4&x=1`); `None` if absent or the
+/// query is malformed.
+pub fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}

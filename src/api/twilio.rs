@@ -19,6 +19,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use super::extract::query_value;
 use crate::calls::{self, Parties};
 use crate::domain::{AgentId, Carrier, Direction};
 use crate::store::agents as agent_store;
@@ -110,11 +111,8 @@ async fn voice(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let agent = uri
-        .query()
-        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-        .and_then(|q| q.into_iter().find(|(k, _)| k == "agent_id"))
-        .and_then(|(_, v)| v.parse::<i64>().ok())
+    let agent = query_value(uri.query(), "agent_id")
+        .and_then(|v| v.parse::<i64>().ok())
         .map(AgentId);
     let Some(agent) = agent else {
         return Ok(twiml(NO_AGENT));

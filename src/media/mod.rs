@@ -9,13 +9,14 @@
 pub mod backchannel;
 pub mod protocol;
 pub mod session;
+pub mod telnyx;
 pub mod twilio;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{RawQuery, State, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 
@@ -62,7 +63,9 @@ pub struct MediaState {
 }
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/media/twilio", get(twilio_stream))
+    Router::new()
+        .route("/media/twilio", get(twilio_stream))
+        .route("/media/telnyx", get(telnyx_stream))
 }
 
 async fn twilio_stream(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
@@ -76,5 +79,24 @@ async fn twilio_stream(State(state): State<AppState>, upgrade: WebSocketUpgrade)
                 url_token: None,
             };
             session::run(socket, state, twilio)
+        })
+}
+
+async fn telnyx_stream(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let url_token = crate::api::extract::query_value(query.as_deref(), "token");
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| {
+            let telnyx = session::Carrier {
+                inbound: Box::new(telnyx::Telnyx::default()),
+                outbound: Arc::new(telnyx::TelnyxOut),
+                url_token,
+            };
+            session::run(socket, state, telnyx)
         })
 }

@@ -627,3 +627,119 @@ async fn keypad_digits_reach_the_turn_engine() {
     let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
     assert_eq!(call["turns"][1]["agent_text"], "You pressed 5.", "{call}");
 }
+
+#[tokio::test]
+async fn a_telnyx_stream_in_l16_with_frames_out_of_order_is_heard_and_answered_in_kind() {
+    let app = spawn_app().await;
+    let s = app.register("telnyx@example.com", "Telnyx").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/test-call?carrier=telnyx"),
+            &s.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let call_id = r.body["call_id"].as_i64().unwrap();
+    let url = r.body["stream_url"].as_str().unwrap().to_owned();
+    assert!(url.contains("/media/telnyx?token=v1."), "{url}");
+
+    let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let (mut tx, mut rx) = socket.split();
+    let send = |value: Value| Message::text(value.to_string());
+    tx.send(send(json!({ "event": "connected", "version": "1.0.0" })))
+        .await
+        .unwrap();
+    tx.send(send(json!({ "event": "start", "sequence_number": "1", "stream_id": "S1",
+        "start": { "call_control_id": "v2:test", "media_format": { "encoding": "L16", "sample_rate": 16000, "channels": 1 } } })))
+        .await
+        .unwrap();
+
+    // The greeting comes back as Telnyx media: L16 at 16 kHz, 640 bytes a frame.
+    let mut greeting = Vec::new();
+    while let Ok(Some(Ok(Message::Text(text)))) =
+        tokio::time::timeout(Duration::from_millis(2500), rx.next()).await
+    {
+        greeting.push(serde_json::from_str::<Value>(&text).unwrap());
+    }
+    let media: Vec<_> = greeting.iter().filter(|m| m["event"] == "media").collect();
+    assert!(media.len() > 50, "{} frames", media.len());
+    assert_eq!(
+        STANDARD
+            .decode(media[0]["media"]["payload"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        640
+    );
+    assert!(
+        greeting
+            .iter()
+            .any(|m| m["event"] == "mark" && m["mark"]["name"].is_string())
+    );
+    for mark in greeting.iter().filter(|m| m["event"] == "mark") {
+        tx.send(send(
+            json!({ "event": "mark", "stream_id": "S1", "mark": mark["mark"] }),
+        ))
+        .await
+        .unwrap();
+    }
+
+    // The caller, in big-endian L16 at 16 kHz, with every pair of frames swapped in transit.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/speech/s3-piper-joe-16k.wav");
+    let audio = callgenius::pipeline::wav::read(&path).unwrap();
+    let mut samples = vec![0.0f32; 16_000 / 2];
+    samples.extend(&audio.samples);
+    samples.extend(vec![0.0f32; 16_000 * 12 / 10]);
+    let mut bytes = Vec::new();
+    for &sample in &samples {
+        bytes.extend(callgenius::pipeline::wav::to_i16(sample).to_be_bytes());
+    }
+    let frames: Vec<&[u8]> = bytes.chunks(640).collect();
+    let mut order: Vec<usize> = (0..frames.len()).collect();
+    for pair in order.chunks_mut(2) {
+        pair.reverse();
+    }
+    for index in order {
+        let message = json!({ "event": "media", "sequence_number": (index + 2).to_string(), "stream_id": "S1",
+            "media": { "track": "inbound", "chunk": (index + 1).to_string(), "timestamp": (index * 20).to_string(),
+                       "payload": STANDARD.encode(frames[index]) } });
+        tx.send(send(message)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut reply = Vec::new();
+    while let Ok(Some(Ok(Message::Text(text)))) =
+        tokio::time::timeout(Duration::from_millis(2500), rx.next()).await
+    {
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if value["event"] == "mark" {
+            tx.send(send(
+                json!({ "event": "mark", "stream_id": "S1", "mark": value["mark"] }),
+            ))
+            .await
+            .unwrap();
+        }
+        reply.push(value);
+    }
+    assert!(reply.iter().filter(|m| m["event"] == "media").count() > 50);
+    tx.send(send(json!({ "event": "stop", "sequence_number": "9999", "stream_id": "S1", "stop": { "call_control_id": "v2:test" } })))
+        .await
+        .unwrap();
+
+    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
+    assert_eq!(call["carrier"], "telnyx", "{call}");
+    assert_eq!(call["carrier_call_id"], "v2:test");
+    let heard = call["turns"][1]["caller_text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(heard.contains("pizza"), "{call}");
+    assert!(
+        call["turns"][1]["agent_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("You said:")
+    );
+}
