@@ -36,7 +36,7 @@ pub struct TestCall {
 /// Starts a test call with the agent: returns the media stream to connect to.
 #[utoipa::path(
     post, path = "/api/agents/{id}/test-call", tag = "calls", security(("bearer" = [])),
-        params(("id" = i64, Path), ("carrier" = Option<String>, Query, description = "Stream protocol: twilio (default) or telnyx")),
+        params(("id" = i64, Path), ("carrier" = Option<String>, Query, description = "Stream protocol: twilio (default), telnyx or vonage")),
     responses(
         (status = 201, body = TestCall), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The agent is being deleted", body = ErrorBody)
@@ -51,7 +51,13 @@ async fn test_call(
     let carrier = match query_value(query.as_deref(), "carrier").as_deref() {
         None | Some("twilio") => Carrier::Twilio,
         Some("telnyx") => Carrier::Telnyx,
-        Some(_) => return Err(ApiError::field("carrier", "must be twilio or telnyx")),
+        Some("vonage") => Carrier::Vonage,
+        Some(_) => {
+            return Err(ApiError::field(
+                "carrier",
+                "must be twilio, telnyx or vonage",
+            ));
+        }
     };
     let tenant = auth.tenant()?;
     let agent = AgentId(parse_id(&id)?);
@@ -85,10 +91,10 @@ async fn test_call(
         StatusCode::CREATED,
         Json(TestCall {
             call_id: handed.call.id,
-            // Telnyx cannot carry custom parameters in its start message: the token rides in
-            // the stream URL.
+            // Telnyx and Vonage carry no custom parameters in their first message: the token
+            // rides in the stream URL.
             stream_url: match carrier {
-                Carrier::Telnyx => {
+                Carrier::Telnyx | Carrier::Vonage => {
                     format!("{}?token={}", telephony.media_url(carrier), handed.token)
                 }
                 _ => telephony.media_url(carrier),

@@ -11,6 +11,7 @@ pub mod protocol;
 pub mod session;
 pub mod telnyx;
 pub mod twilio;
+pub mod vonage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/media/twilio", get(twilio_stream))
         .route("/media/telnyx", get(telnyx_stream))
+        .route("/media/vonage", get(vonage_stream))
 }
 
 async fn twilio_stream(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
@@ -98,5 +100,24 @@ async fn telnyx_stream(
                 url_token,
             };
             session::run(socket, state, telnyx)
+        })
+}
+
+async fn vonage_stream(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let url_token = crate::api::extract::query_value(query.as_deref(), "token");
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| {
+            let vonage = session::Carrier {
+                inbound: Box::new(vonage::Vonage),
+                outbound: Arc::new(vonage::VonageOut),
+                url_token,
+            };
+            session::run(socket, state, vonage)
         })
 }

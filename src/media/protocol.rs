@@ -135,7 +135,9 @@ pub trait Inbound: Send {
 /// Writes a carrier's messages.
 pub trait Outbound: Send + Sync {
     fn media(&self, stream_id: &str, payload: &[u8]) -> Message;
-    fn mark(&self, stream_id: &str, name: &str) -> Message;
+    /// The carrier's mark message; `None` for carriers without marks, whose playback the engine
+    /// then tracks by time.
+    fn mark(&self, stream_id: &str, name: &str) -> Option<Message>;
     fn clear(&self, stream_id: &str) -> Message;
 }
 

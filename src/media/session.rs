@@ -288,12 +288,15 @@ impl Call {
         } = line;
         let generation = Arc::new(AtomicU64::new(0));
         let (out_tx, out_rx) = mpsc::channel::<Out>(256);
+        // Marks the engine tracks itself, for carriers without marks.
+        let (played_tx, mut played_rx) = mpsc::channel::<String>(64);
         let writer = tokio::spawn(writer_loop(
             sink,
             out_rx,
             Arc::clone(&generation),
             stream_id,
             outbound,
+            played_tx,
         ));
         let prepared = Self::prepare(state, tenant, agent, format.sample_rate).await;
         let Prepared {
@@ -421,7 +424,8 @@ impl Call {
                     Some(DspEvent::Failed(reason)) => break Err(reason),
                     None => break Err("the DSP thread stopped".into()),
                 },
-                Some(note) = notes_rx.recv() => call_state.note(note).await,
+                                Some(note) = notes_rx.recv() => call_state.note(note).await,
+                Some(name) = played_rx.recv() => call_state.mark_played(&name).await,
             }
         };
         metrics::counter!("media_frames_dropped_total").increment(dropped);
@@ -869,6 +873,7 @@ async fn writer_loop(
     generation: Arc<AtomicU64>,
     stream_id: String,
     outbound: Arc<dyn Outbound>,
+    played: mpsc::Sender<String>,
 ) {
     // Playback clock: when the current run of audio started, and how much of it was sent.
     let mut clock: Option<(Instant, u32)> = None;
@@ -913,7 +918,23 @@ async fn writer_loop(
                 if g != current {
                     continue;
                 }
-                outbound.mark(&stream_id, &name)
+                match outbound.mark(&stream_id, &name) {
+                    Some(message) => message,
+                    None => {
+                        // No marks on this carrier: report the clause played when the audio sent
+                        // so far has had time to play, unless a clear comes first.
+                        let played_at =
+                            clock.map_or_else(Instant::now, |(start, sent)| start + FRAME * sent);
+                        let (played, generation) = (played.clone(), Arc::clone(&generation));
+                        tokio::spawn(async move {
+                            tokio::time::sleep_until(played_at.into()).await;
+                            if generation.load(Ordering::SeqCst) == g {
+                                let _ = played.send(name).await;
+                            }
+                        });
+                        continue;
+                    }
+                }
             }
             Out::Clear => {
                 clock = None;

@@ -208,12 +208,12 @@ impl protocol::Outbound for TelnyxOut {
         )
     }
 
-    fn mark(&self, _stream_id: &str, name: &str) -> Message {
-        Message::Text(
+    fn mark(&self, _stream_id: &str, name: &str) -> Option<Message> {
+        Some(Message::Text(
             json!({ "event": "mark", "mark": { "name": name } })
                 .to_string()
                 .into(),
-        )
+        ))
     }
 
     fn clear(&self, _stream_id: &str) -> Message {

@@ -77,8 +77,8 @@ impl protocol::Outbound for Twilio {
         Message::Text(media(stream_id, payload).into())
     }
 
-    fn mark(&self, stream_id: &str, name: &str) -> Message {
-        Message::Text(mark(stream_id, name).into())
+    fn mark(&self, stream_id: &str, name: &str) -> Option<Message> {
+        Some(Message::Text(mark(stream_id, name).into()))
     }
 
     fn clear(&self, stream_id: &str) -> Message {

@@ -743,3 +743,97 @@ async fn a_telnyx_stream_in_l16_with_frames_out_of_order_is_heard_and_answered_i
             .starts_with("You said:")
     );
 }
+
+#[tokio::test]
+async fn a_vonage_stream_of_binary_l16_is_heard_and_answered_with_playback_tracked_by_time() {
+    let app = spawn_app().await;
+    let s = app.register("vonage@example.com", "Vonage").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/test-call?carrier=vonage"),
+            &s.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let call_id = r.body["call_id"].as_i64().unwrap();
+    let url = r.body["stream_url"].as_str().unwrap().to_owned();
+    assert!(url.contains("/media/vonage?token=v1."), "{url}");
+
+    let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let (mut tx, mut rx) = socket.split();
+    let connected = json!({ "event": "websocket:connected", "content-type": "audio/l16;rate=16000", "uuid": "vonage-call-1" });
+    tx.send(Message::text(connected.to_string())).await.unwrap();
+
+    // The greeting: binary L16 frames of 640 bytes (20 ms at 16 kHz), no marks.
+    let mut frames = 0;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(2500), rx.next()).await
+    {
+        match message {
+            Message::Binary(bytes) => {
+                assert_eq!(bytes.len(), 640);
+                frames += 1;
+            }
+            Message::Text(text) => panic!("unexpected text from the engine: {text}"),
+            _ => {}
+        }
+    }
+    assert!(frames > 50, "{frames} greeting frames");
+
+    // The caller, as binary little-endian L16 at 16 kHz.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/speech/s3-piper-joe-16k.wav");
+    let audio = callgenius::pipeline::wav::read(&path).unwrap();
+    let mut samples = vec![0.0f32; 8_000];
+    samples.extend(&audio.samples);
+    samples.extend(vec![0.0f32; 19_200]);
+    let bytes: Vec<u8> = samples
+        .iter()
+        .flat_map(|&s| callgenius::pipeline::wav::to_i16(s).to_le_bytes())
+        .collect();
+    for frame in bytes.chunks(640) {
+        tx.send(Message::binary(frame.to_vec())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut reply = 0;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(2500), rx.next()).await
+    {
+        if let Message::Binary(_) = message {
+            reply += 1;
+        }
+    }
+    assert!(reply > 50, "{reply} reply frames");
+    // Vonage ends a call by closing the socket.
+    tx.send(Message::Close(None)).await.unwrap();
+
+    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
+    assert_eq!(call["carrier"], "vonage", "{call}");
+    assert_eq!(call["carrier_call_id"], "vonage-call-1");
+    let turns = call["turns"].as_array().unwrap();
+    assert!(
+        turns[0]["agent_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello, this is Reception."),
+        "played by time: {call}"
+    );
+    assert!(
+        turns[1]["caller_text"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("pizza"),
+        "{call}"
+    );
+    assert!(
+        turns[1]["agent_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("You said:"),
+        "{call}"
+    );
+}
