@@ -15,6 +15,7 @@ pub mod system;
 pub mod tenants;
 pub mod twilio;
 pub mod voices;
+pub mod vonage;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -152,7 +153,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The resource routes (authenticated), the system routes, and the description of both.
 fn split_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (resources, mut doc) = resource_routes().split_for_parts();
-    let (system, system_doc) = system::routes().merge(twilio::routes()).split_for_parts();
+    let (system, system_doc) = system::routes()
+        .merge(twilio::routes())
+        .merge(vonage::routes())
+        .split_for_parts();
     doc.merge(system_doc);
     add_common_responses(&mut doc);
     (resources, system, doc)

@@ -218,3 +218,57 @@ async fn calls_whose_stream_never_connects_are_failed_by_the_sweep() {
         "once"
     );
 }
+
+#[tokio::test]
+async fn the_vonage_answer_webhook_returns_an_ncco_that_streams_to_the_agent() {
+    let app = spawn_app().await;
+    let s = app.register("ncco@example.com", "Ncco").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let url = format!(
+        "{}/carrier/vonage/answer?agent_id={agent}&from=447700900000&to=447700900001&uuid=abc-uuid",
+        app.base
+    );
+    let ncco: serde_json::Value = app
+        .client
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ncco[0]["action"], "connect", "{ncco}");
+    let endpoint = &ncco[0]["endpoint"][0];
+    assert_eq!(endpoint["type"], "websocket");
+    assert_eq!(endpoint["content-type"], "audio/l16;rate=16000");
+    let ws = app.base.replacen("http", "ws", 1);
+    assert!(
+        endpoint["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{ws}/media/vonage?token=v1.")),
+        "{endpoint}"
+    );
+    let call_id = endpoint["headers"]["call_id"].as_str().unwrap();
+    let call = app
+        .get(&format!("/api/calls/{call_id}"), &s.token)
+        .await
+        .body;
+    assert_eq!(call["carrier"], "vonage");
+    assert_eq!(call["direction"], "inbound");
+    assert_eq!(call["carrier_call_id"], "abc-uuid");
+    assert_eq!(call["from_number"], "447700900000");
+
+    for query in ["", "?agent_id=99999"] {
+        let refusal: serde_json::Value = app
+            .client
+            .get(format!("{}/carrier/vonage/answer{query}", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(refusal[0]["action"], "talk", "{refusal}");
+    }
+}

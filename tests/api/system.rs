@@ -86,6 +86,7 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
         "POST /api/tenants",
         "POST /api/tenants/switch",
         "POST /carrier/twilio/voice",
+        "GET /carrier/vonage/answer",
         "PUT /api/agents/{id}",
     ];
     expected.sort_unstable();

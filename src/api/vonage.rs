@@ -1,0 +1,84 @@
+//! Vonage call set-up: the answer webhook returns an NCCO that connects the call to the engine's
+//! websocket (`/media/vonage?token=…`, L16 at 16 kHz). Until phone numbers exist the agent is
+//! named in the answer URL configured at Vonage: `https://PUBLIC/carrier/vonage/answer?agent_id=42`.
+//! Vonage sends the answer request as GET with `from`, `to` and `uuid` in the query.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use serde_json::{Value, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::query_value;
+use crate::calls::{self, Parties};
+use crate::domain::{AgentId, Carrier, Direction};
+use crate::store::agents as agent_store;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(answer))
+}
+
+/// Spoken when the answer URL names no usable agent.
+const NO_AGENT: &str = "Sorry, this number is not set up to take calls yet. Goodbye.";
+
+/// Answers an incoming Vonage call with an NCCO that streams it to the agent.
+#[utoipa::path(
+    get, path = "/carrier/vonage/answer", tag = "carrier",
+    params(
+        ("agent_id" = i64, Query, description = "The agent that answers (until numbers are assigned)"),
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("uuid" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "NCCO: connect to the media websocket, or a spoken refusal when no agent answers"),
+        (status = 500, body = ErrorBody),
+    )
+)]
+async fn answer(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let param = |name: &str| query_value(query.as_deref(), name);
+    let refusal = || Json(json!([{ "action": "talk", "text": NO_AGENT }]));
+    let Some(agent) = param("agent_id")
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(AgentId)
+    else {
+        return Ok(refusal());
+    };
+    let Some((tenant, version)) = agent_store::owner(&state.db, agent).await? else {
+        return Ok(refusal());
+    };
+    let (uuid, from, to) = (param("uuid"), param("from"), param("to"));
+    let parties = Parties {
+        direction: Direction::Inbound,
+        carrier: Carrier::Vonage,
+        carrier_call_id: uuid.as_deref(),
+        from_number: from.as_deref(),
+        to_number: to.as_deref(),
+    };
+    let telephony = &state.telephony;
+    let handed = calls::hand_out(
+        &state.db,
+        &telephony.tokens,
+        tenant,
+        agent,
+        version,
+        parties,
+    )
+    .await?;
+    let uri = format!(
+        "{}?token={}",
+        telephony.media_url(Carrier::Vonage),
+        handed.token
+    );
+    Ok(Json(json!([{
+        "action": "connect",
+        "endpoint": [{
+            "type": "websocket",
+            "uri": uri,
+            "content-type": "audio/l16;rate=16000",
+            "headers": { "call_id": handed.call.id.to_string() }
+        }]
+    }])))
+}
