@@ -1,10 +1,10 @@
 //! The media edge: carrier websockets in, the per-call session, agent audio out.
 //!
-//! `GET /media/twilio` upgrades to a Twilio Media Streams websocket; [`session`] runs the call:
-//! caller audio goes through a bounded queue to a per-call DSP thread (µ-law decode, voice
-//! activity, endpointing), utterances to speech-to-text and the turn engine on the inference
-//! pool, the reply back clause by clause through text-to-speech, paced to real time, with marks
-//! and barge-in.
+//! `GET /media/twilio`, `/media/telnyx` and `/media/vonage` upgrade to each carrier's media
+//! websocket; [`session`] runs the call whatever the carrier: caller audio goes through a bounded
+//! queue to a per-call DSP thread (decode, voice activity, endpointing), utterances to
+//! speech-to-text and the turn engine on the inference pool, the reply back clause by clause
+//! through text-to-speech, paced to real time, with marks and barge-in.
 
 pub mod backchannel;
 pub mod protocol;

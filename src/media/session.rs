@@ -1,11 +1,15 @@
-//! One call on a Twilio media stream, from `start` to `stop`.
+//! One call on a carrier's media stream, from its start to its end. The carrier's protocol
+//! (Twilio, Telnyx, Vonage) is behind [`Inbound`] and [`Outbound`]; the audio's line format comes
+//! with the start message.
 //!
 //! Tasks and threads of a call:
 //! - this task reads the websocket and owns the call's state (turns, marks, barge-in);
-//! - a DSP thread (blocking pool) decodes µ-law and runs voice activity and endpointing; frames
-//!   reach it through a bounded queue (overflow: the frame is dropped and counted);
+//! - a DSP thread (blocking pool) decodes the line's audio and runs voice activity and
+//!   endpointing; frames reach it through a bounded queue (overflow: the frame is dropped and
+//!   counted);
 //! - a writer task owns the socket's sending half and paces agent audio to real time, never more
-//!   than [`AHEAD`] ahead, so that a `clear` takes effect at once;
+//!   than [`AHEAD`] ahead, so that a `clear` takes effect at once; for carriers without marks it
+//!   reports each clause played when its audio has had time to play;
 //! - a turn task per reply: speech-to-text, the turn engine, text-to-speech clause by clause.
 //!   Barge-in aborts it and bumps the audio generation, so queued frames are dropped.
 
