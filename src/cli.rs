@@ -55,6 +55,9 @@ pub struct CallArgs {
     /// Print a machine-readable JSON report instead of the turns.
     #[arg(long)]
     pub json: bool,
+    /// Which carrier's media-stream protocol to speak.
+    #[arg(long, value_enum, default_value_t)]
+    pub carrier: crate::simulator::SimCarrier,
 }
 
 #[derive(Debug, Args)]

@@ -72,6 +72,7 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
         caller,
         speed: args.speed,
         quiet: std::time::Duration::from_secs(2),
+        carrier: args.carrier,
     })
     .await?;
     if let Some(out) = &args.out {

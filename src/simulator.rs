@@ -17,7 +17,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::pipeline::{g711, resample::resample, wav};
+use crate::media::protocol::{Codec, LineFormat};
+use crate::pipeline::{resample::resample, wav};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulatorError {
@@ -44,6 +45,8 @@ pub struct CallPlan {
     pub speed: f32,
     /// Hang up after the agent has been quiet this long once the caller's audio is over.
     pub quiet: Duration,
+    /// Which carrier's protocol to speak.
+    pub carrier: SimCarrier,
 }
 
 /// The outcome: the engine's call record and the agent's audio as heard on the line.
@@ -61,12 +64,143 @@ pub struct CallReport {
 
 const FRAME_MS: u64 = 20;
 
+/// The protocol the simulator speaks, as the carrier of that name would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SimCarrier {
+    /// Twilio Media Streams: JSON, µ-law 8 kHz, marks.
+    #[default]
+    Twilio,
+    /// Telnyx media streaming: JSON in snake_case, PCMU 8 kHz, sequence numbers, marks.
+    Telnyx,
+    /// Vonage: binary L16 at 16 kHz, no marks, hang up by closing.
+    Vonage,
+}
+
+/// What the engine sent, as the simulator cares about it.
+enum Incoming {
+    Media(Vec<u8>),
+    Mark(Value),
+    Clear,
+}
+
+impl SimCarrier {
+    fn name(self) -> &'static str {
+        match self {
+            SimCarrier::Twilio => "twilio",
+            SimCarrier::Telnyx => "telnyx",
+            SimCarrier::Vonage => "vonage",
+        }
+    }
+
+    fn format(self) -> LineFormat {
+        match self {
+            SimCarrier::Twilio | SimCarrier::Telnyx => LineFormat::MULAW_8K,
+            SimCarrier::Vonage => LineFormat {
+                codec: Codec::L16LittleEndian,
+                sample_rate: 16_000,
+            },
+        }
+    }
+
+    fn opening(self, call_id: i64, token: &str) -> Vec<Message> {
+        let text = |v: Value| Message::text(v.to_string());
+        let sid = format!("MZsim{call_id}");
+        match self {
+            SimCarrier::Twilio => vec![
+                text(json!({ "event": "connected", "protocol": "Call", "version": "1.0.0" })),
+                text(
+                    json!({ "event": "start", "sequenceNumber": "1", "streamSid": sid,
+                    "start": { "streamSid": sid, "callSid": format!("CAsim{call_id}"), "accountSid": "ACsimulator",
+                               "tracks": ["inbound"], "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 },
+                               "customParameters": { "token": token } } }),
+                ),
+            ],
+            SimCarrier::Telnyx => vec![
+                text(json!({ "event": "connected", "version": "1.0.0" })),
+                text(
+                    json!({ "event": "start", "sequence_number": "1", "stream_id": sid,
+                    "start": { "call_control_id": format!("v3:sim{call_id}"),
+                               "media_format": { "encoding": "PCMU", "sample_rate": 8000, "channels": 1 } } }),
+                ),
+            ],
+            SimCarrier::Vonage => vec![text(json!({ "event": "websocket:connected",
+                "content-type": "audio/l16;rate=16000", "uuid": format!("sim-{call_id}") }))],
+        }
+    }
+
+    fn media(self, call_id: i64, number: usize, frame: &[u8]) -> Message {
+        let payload = STANDARD.encode(frame);
+        let sid = format!("MZsim{call_id}");
+        match self {
+            SimCarrier::Twilio => Message::text(json!({ "event": "media", "streamSid": sid,
+                "media": { "track": "inbound", "chunk": (number + 1).to_string(),
+                           "timestamp": (number as u64 * FRAME_MS).to_string(), "payload": payload } }).to_string()),
+            SimCarrier::Telnyx => Message::text(json!({ "event": "media", "sequence_number": (number + 2).to_string(),
+                "stream_id": sid, "media": { "track": "inbound", "chunk": (number + 1).to_string(),
+                "timestamp": (number as u64 * FRAME_MS).to_string(), "payload": payload } }).to_string()),
+            SimCarrier::Vonage => Message::binary(frame.to_vec()),
+        }
+    }
+
+    /// The hang-up message; Vonage hangs up by closing the socket.
+    fn stop(self, call_id: i64) -> Message {
+        let sid = format!("MZsim{call_id}");
+        match self {
+            SimCarrier::Twilio => {
+                Message::text(json!({ "event": "stop", "streamSid": sid }).to_string())
+            }
+            SimCarrier::Telnyx => {
+                Message::text(json!({ "event": "stop", "stream_id": sid }).to_string())
+            }
+            SimCarrier::Vonage => Message::Close(None),
+        }
+    }
+
+    fn mark_echo(self, call_id: i64, mark: &Value) -> Message {
+        let sid = format!("MZsim{call_id}");
+        match self {
+            SimCarrier::Telnyx => Message::text(
+                json!({ "event": "mark", "stream_id": sid, "mark": mark }).to_string(),
+            ),
+            _ => Message::text(
+                json!({ "event": "mark", "streamSid": sid, "mark": mark }).to_string(),
+            ),
+        }
+    }
+
+    fn parse(self, message: Message) -> Option<Incoming> {
+        match message {
+            Message::Binary(bytes) => Some(Incoming::Media(bytes.to_vec())),
+            Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).ok()?;
+                if value["event"] == "media" {
+                    let payload = value["media"]["payload"].as_str().unwrap_or_default();
+                    return Some(Incoming::Media(
+                        STANDARD.decode(payload).unwrap_or_default(),
+                    ));
+                }
+                if value["event"] == "mark" {
+                    return Some(Incoming::Mark(value["mark"].clone()));
+                }
+                (value["event"] == "clear" || value["action"] == "clear").then_some(Incoming::Clear)
+            }
+            _ => None,
+        }
+    }
+}
+
 pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
+    let carrier = plan.carrier;
+    let format = carrier.format();
     let http = reqwest::Client::new();
     let http_err = |e: reqwest::Error| SimulatorError::Http(e.to_string());
     let base = plan.base_url.trim_end_matches('/');
     let response = http
-        .post(format!("{base}/api/agents/{}/test-call", plan.agent_id))
+        .post(format!(
+            "{base}/api/agents/{}/test-call?carrier={}",
+            plan.agent_id,
+            carrier.name()
+        ))
         .bearer_auth(&plan.api_token)
         .send()
         .await
@@ -80,12 +214,14 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     let stream_url = body["stream_url"].as_str().unwrap_or_default().to_owned();
     let token = body["token"].as_str().unwrap_or_default().to_owned();
 
-    let line = resample(&plan.caller.samples, plan.caller.sample_rate, 8_000)
-        .map_err(|e| SimulatorError::Resample(e.to_string()))?;
-    let ulaw: Vec<u8> = line
-        .iter()
-        .map(|&s| g711::linear_to_ulaw(wav::to_i16(s)))
-        .collect();
+    let line = resample(
+        &plan.caller.samples,
+        plan.caller.sample_rate,
+        format.sample_rate,
+    )
+    .map_err(|e| SimulatorError::Resample(e.to_string()))?;
+    let mut coded = Vec::with_capacity(line.len() * 2);
+    format.encode(&line, &mut coded);
 
     let stream_err =
         |e: tokio_tungstenite::tungstenite::Error| SimulatorError::Stream(e.to_string());
@@ -94,79 +230,56 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         .map_err(stream_err)?;
     let (tx, mut rx) = socket.split();
     let tx = Arc::new(Mutex::new(tx));
-    let send = |message: Value| {
-        let tx = Arc::clone(&tx);
-        async move {
-            tx.lock()
-                .await
-                .send(Message::text(message.to_string()))
-                .await
-        }
-    };
-    send(json!({ "event": "connected", "protocol": "Call", "version": "1.0.0" }))
-        .await
-        .map_err(stream_err)?;
-    let stream_sid = format!("MZsim{call_id}");
-    send(json!({
-        "event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
-        "start": { "streamSid": stream_sid, "callSid": format!("CAsim{call_id}"), "accountSid": "ACsimulator",
-                   "tracks": ["inbound"], "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 },
-                   "customParameters": { "token": token } }
-    }))
-    .await
-    .map_err(stream_err)?;
+    for message in carrier.opening(call_id, &token) {
+        tx.lock().await.send(message).await.map_err(stream_err)?;
+    }
 
-    // The receiving side: agent audio into a timeline (one slot per 20 ms of the call), marks
-    // echoed when playback reaches them.
+    // The receiving side: agent audio into a timeline, marks echoed when playback reaches them.
     let started = Instant::now();
     let received = Arc::new(Mutex::new(Received::default()));
     let reader = {
         let received = Arc::clone(&received);
         let tx = Arc::clone(&tx);
-        let stream_sid = stream_sid.clone();
         tokio::spawn(async move {
             let mut played_until = Instant::now();
+            let samples_per_ms = format.sample_rate as usize / 1000;
             while let Some(Ok(message)) = rx.next().await {
-                let Message::Text(text) = message else {
-                    continue;
-                };
-                let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                let Some(incoming) = carrier.parse(message) else {
                     continue;
                 };
                 let mut got = received.lock().await;
                 got.last_message = Instant::now();
-                match value["event"].as_str() {
-                    Some("media") => {
-                        let payload = value["media"]["payload"].as_str().unwrap_or_default();
-                        let bytes = STANDARD.decode(payload).unwrap_or_default();
+                match incoming {
+                    Incoming::Media(bytes) => {
                         played_until = played_until.max(Instant::now());
-                        let at = (played_until - started).as_millis() as usize * 8;
-                        got.place(at, &bytes);
-                        played_until += Duration::from_millis(FRAME_MS);
+                        let at = (played_until - started).as_millis() as usize * samples_per_ms;
+                        let mut samples = Vec::with_capacity(bytes.len());
+                        format.decode(&bytes, &mut samples);
+                        got.place(at, &samples);
+                        played_until += Duration::from_millis(format.duration_ms(bytes.len()));
                         got.frames += 1;
                         got.playing_until = played_until;
                     }
-                    Some("clear") => {
+                    Incoming::Clear => {
                         got.clears += 1;
-                        got.truncate((Instant::now() - started).as_millis() as usize * 8);
+                        got.truncate(
+                            (Instant::now() - started).as_millis() as usize * samples_per_ms,
+                        );
                         played_until = Instant::now();
                         got.playing_until = played_until;
                     }
-                    Some("mark") => {
+                    Incoming::Mark(mark) => {
                         got.marks += 1;
-                        let (tx, mark, at, sid) = (
-                            Arc::clone(&tx),
-                            value["mark"].clone(),
-                            played_until,
-                            stream_sid.clone(),
-                        );
+                        let (tx, at) = (Arc::clone(&tx), played_until);
                         tokio::spawn(async move {
                             tokio::time::sleep_until(at).await;
-                            let echo = json!({ "event": "mark", "streamSid": sid, "mark": mark });
-                            let _ = tx.lock().await.send(Message::text(echo.to_string())).await;
+                            let _ = tx
+                                .lock()
+                                .await
+                                .send(carrier.mark_echo(call_id, &mark))
+                                .await;
                         });
                     }
-                    _ => {}
                 }
             }
         })
@@ -175,21 +288,23 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     // The caller: real-time frames (silence is sent too, as a phone line does).
     let frame_interval =
         Duration::from_secs_f64(FRAME_MS as f64 / 1000.0 / f64::from(plan.speed.max(0.1)));
+    let frame_bytes = format.frame_bytes();
     let mut next = Instant::now();
     let mut frames_sent = 0;
-    for frame in ulaw.chunks(160) {
+    for frame in coded.chunks(frame_bytes) {
         let mut frame = frame.to_vec();
-        frame.resize(160, 0xFF);
-        let media = json!({ "event": "media", "streamSid": stream_sid,
-            "media": { "track": "inbound", "chunk": (frames_sent + 1).to_string(),
-                       "timestamp": (frames_sent as u64 * FRAME_MS).to_string(), "payload": STANDARD.encode(&frame) } });
-        send(media).await.map_err(stream_err)?;
+        frame.resize(frame_bytes, format.silence_byte());
+        tx.lock()
+            .await
+            .send(carrier.media(call_id, frames_sent, &frame))
+            .await
+            .map_err(stream_err)?;
         frames_sent += 1;
         next += frame_interval;
         tokio::time::sleep_until(next).await;
     }
     // Then silence until the agent has finished and been quiet.
-    let silence = STANDARD.encode([0xFFu8; 160]);
+    let silence = vec![format.silence_byte(); frame_bytes];
     loop {
         let (quiet_since, playing_until) = {
             let got = received.lock().await;
@@ -199,18 +314,23 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         if now >= playing_until && now.duration_since(quiet_since) >= plan.quiet {
             break;
         }
-        let media = json!({ "event": "media", "streamSid": stream_sid, "media": { "track": "inbound", "payload": silence } });
-        send(media).await.map_err(stream_err)?;
+        tx.lock()
+            .await
+            .send(carrier.media(call_id, frames_sent, &silence))
+            .await
+            .map_err(stream_err)?;
         frames_sent += 1;
         next += frame_interval;
         tokio::time::sleep_until(next).await;
     }
-    send(json!({ "event": "stop", "streamSid": stream_sid, "stop": { "callSid": format!("CAsim{call_id}") } }))
+    tx.lock()
+        .await
+        .send(carrier.stop(call_id))
         .await
         .map_err(stream_err)?;
     let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
 
-    // The call record is final once the engine has processed the stop.
+    // The call record is final once the engine has processed the hang-up.
     let mut call = Value::Null;
     for _ in 0..100 {
         call = http
@@ -229,12 +349,8 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     }
     let got = received.lock().await;
     let agent_audio = wav::Audio {
-        samples: got
-            .audio
-            .iter()
-            .map(|&b| f32::from(g711::ulaw_to_linear(b)) / 32_768.0)
-            .collect(),
-        sample_rate: 8_000,
+        samples: got.audio.clone(),
+        sample_rate: format.sample_rate,
     };
     Ok(CallReport {
         call_id,
@@ -248,8 +364,8 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
 }
 
 struct Received {
-    /// µ-law on the call's timeline; silence where the agent said nothing.
-    audio: Vec<u8>,
+    /// The agent's audio on the call's timeline; silence where the agent said nothing.
+    audio: Vec<f32>,
     frames: usize,
     marks: usize,
     clears: usize,
@@ -271,11 +387,11 @@ impl Default for Received {
 }
 
 impl Received {
-    fn place(&mut self, at: usize, bytes: &[u8]) {
-        if self.audio.len() < at + bytes.len() {
-            self.audio.resize(at + bytes.len(), 0xFF);
+    fn place(&mut self, at: usize, samples: &[f32]) {
+        if self.audio.len() < at + samples.len() {
+            self.audio.resize(at + samples.len(), 0.0);
         }
-        self.audio[at..at + bytes.len()].copy_from_slice(bytes);
+        self.audio[at..at + samples.len()].copy_from_slice(samples);
     }
 
     /// `clear`: audio queued beyond now is never played.

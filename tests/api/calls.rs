@@ -272,3 +272,51 @@ async fn the_vonage_answer_webhook_returns_an_ncco_that_streams_to_the_agent() {
         assert_eq!(refusal[0]["action"], "talk", "{refusal}");
     }
 }
+
+#[tokio::test]
+async fn the_carrier_simulator_completes_a_call_in_every_protocol() {
+    use callgenius::simulator::{CallPlan, SimCarrier};
+    let app = spawn_app().await;
+    let s = app.register("sim@example.com", "Sim").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/speech/s3-piper-joe-16k.wav");
+    let mut caller = callgenius::pipeline::wav::read(&path).unwrap();
+    // The caller listens to the greeting (about four seconds), speaks, then waits.
+    let mut samples = vec![0.0f32; 16_000 * 9];
+    samples.extend(&caller.samples);
+    samples.extend(vec![0.0f32; 16_000]);
+    caller.samples = samples;
+    for carrier in [SimCarrier::Twilio, SimCarrier::Telnyx, SimCarrier::Vonage] {
+        let report = callgenius::simulator::run(CallPlan {
+            base_url: app.base.clone(),
+            api_token: s.token.clone(),
+            agent_id: agent,
+            caller: caller.clone(),
+            speed: 2.0,
+            quiet: std::time::Duration::from_millis(1500),
+            carrier,
+        })
+        .await
+        .unwrap();
+        let call = &report.call;
+        assert_eq!(call["status"], "completed", "{carrier:?}: {call}");
+        assert!(
+            report.frames_received > 100,
+            "{carrier:?}: {} frames",
+            report.frames_received
+        );
+        assert!(
+            report.agent_audio.seconds() > 3.0,
+            "{carrier:?}: agent audio recorded"
+        );
+        let heard = call["turns"][1]["caller_text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        assert!(heard.contains("pizza"), "{carrier:?}: {call}");
+        if carrier != SimCarrier::Vonage {
+            assert!(report.marks >= 2, "{carrier:?}: marks");
+        }
+    }
+}
