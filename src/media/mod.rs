@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{RawQuery, State, WebSocketUpgrade};
-use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 
 use crate::agent::turn::TurnEngine;
 use crate::api::AppState;
@@ -65,59 +64,52 @@ pub struct MediaState {
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/media/twilio", get(twilio_stream))
-        .route("/media/telnyx", get(telnyx_stream))
-        .route("/media/vonage", get(vonage_stream))
+        .route(
+            "/media/twilio",
+            stream(|| (Box::new(twilio::Twilio), Arc::new(twilio::Twilio))),
+        )
+        .route(
+            "/media/telnyx",
+            stream(|| {
+                (
+                    Box::<telnyx::Telnyx>::default(),
+                    Arc::new(telnyx::TelnyxOut),
+                )
+            }),
+        )
+        .route(
+            "/media/vonage",
+            stream(|| (Box::new(vonage::Vonage), Arc::new(vonage::VonageOut))),
+        )
 }
 
-async fn twilio_stream(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| {
-            let twilio = session::Carrier {
-                inbound: Box::new(twilio::Twilio),
-                outbound: Arc::new(twilio::Twilio),
-                url_token: None,
-            };
-            session::run(socket, state, twilio)
-        })
-}
+/// A carrier's reader and writer, fresh for each stream.
+type CarrierSides = fn() -> (Box<dyn protocol::Inbound>, Arc<dyn protocol::Outbound>);
 
-async fn telnyx_stream(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let url_token = crate::api::extract::query_value(query.as_deref(), "token");
-    upgrade
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| {
-            let telnyx = session::Carrier {
-                inbound: Box::new(telnyx::Telnyx::default()),
-                outbound: Arc::new(telnyx::TelnyxOut),
-                url_token,
-            };
-            session::run(socket, state, telnyx)
-        })
-}
-
-async fn vonage_stream(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let url_token = crate::api::extract::query_value(query.as_deref(), "token");
-    upgrade
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| {
-            let vonage = session::Carrier {
-                inbound: Box::new(vonage::Vonage),
-                outbound: Arc::new(vonage::VonageOut),
-                url_token,
-            };
-            session::run(socket, state, vonage)
-        })
+/// The websocket route of one carrier: upgrades with the message size limit and runs the call.
+/// A stream token in the URL (`?token=…`) serves carriers that cannot carry it in their first
+/// message.
+fn stream(sides: CarrierSides) -> MethodRouter<AppState> {
+    get(
+        move |State(state): State<AppState>,
+              RawQuery(query): RawQuery,
+              upgrade: WebSocketUpgrade| async move {
+            let url_token = crate::api::extract::query_value(query.as_deref(), "token");
+            upgrade
+                .max_message_size(MAX_MESSAGE_BYTES)
+                .max_frame_size(MAX_MESSAGE_BYTES)
+                .on_upgrade(move |socket| {
+                    let (inbound, outbound) = sides();
+                    session::run(
+                        socket,
+                        state,
+                        session::Carrier {
+                            inbound,
+                            outbound,
+                            url_token,
+                        },
+                    )
+                })
+        },
+    )
 }
