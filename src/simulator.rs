@@ -1,7 +1,8 @@
-//! The carrier simulator behind `callgenius call`: behaves exactly like Twilio on a
-//! bidirectional media stream. It obtains a stream (`test-call` for an agent), connects over
-//! websocket, streams a WAV file's audio as 8 kHz µ-law in 20 ms frames paced in real time (or
-//! faster with `speed`), plays the agent's audio into a buffer in real time and echoes each
+//! The carrier simulator behind `callgenius call`: behaves exactly like Twilio (or Telnyx,
+//! Plivo, Vonage, a browser) on a bidirectional media stream. It obtains a stream (`test-call`
+//! for an agent), connects over websocket, streams a WAV file's audio coded as that carrier
+//! codes it (µ-law 8 kHz, L16 16 kHz, Opus) in 20 ms frames paced in real time (or faster with
+//! `speed`), plays the agent's audio into a buffer in real time and echoes each
 //! mark when playback reaches it, honours `clear`, then hangs up once the caller's audio is over
 //! and the agent has been quiet for a while. The report holds the call record with every turn.
 
@@ -17,6 +18,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::media::codec::{LineDecoder, LineEncoder, OPUS_RATE};
 use crate::media::protocol::{Codec, LineFormat};
 use crate::pipeline::{resample::resample, wav};
 
@@ -30,6 +32,8 @@ pub enum SimulatorError {
     Audio(#[from] wav::WavError),
     #[error("audio conversion failed: {0}")]
     Resample(String),
+    #[error(transparent)]
+    Codec(#[from] crate::media::codec::CodecError),
 }
 
 /// What to call and with what.
@@ -58,6 +62,8 @@ pub struct CallReport {
     pub agent_audio: wav::Audio,
     pub frames_sent: usize,
     pub frames_received: usize,
+    /// Agent frames the simulator's codec could not read (should be none).
+    pub frames_undecodable: usize,
     pub marks: usize,
     pub clears: usize,
 }
@@ -72,14 +78,18 @@ pub enum SimCarrier {
     Twilio,
     /// Telnyx media streaming: JSON in snake_case, PCMU 8 kHz, sequence numbers, marks.
     Telnyx,
+    /// Plivo audio streams: JSON, µ-law 8 kHz, checkpoints.
+    Plivo,
     /// Vonage: binary L16 at 16 kHz, no marks, hang up by closing.
     Vonage,
+    /// The browser protocol (`/media/web`): binary Opus packets, JSON control, marks.
+    Web,
 }
 
 /// What the engine sent, as the simulator cares about it.
 enum Incoming {
     Media(Vec<u8>),
-    Mark(Value),
+    Mark(String),
     Clear,
 }
 
@@ -88,16 +98,22 @@ impl SimCarrier {
         match self {
             SimCarrier::Twilio => "twilio",
             SimCarrier::Telnyx => "telnyx",
+            SimCarrier::Plivo => "plivo",
             SimCarrier::Vonage => "vonage",
+            SimCarrier::Web => "web",
         }
     }
 
     fn format(self) -> LineFormat {
         match self {
-            SimCarrier::Twilio | SimCarrier::Telnyx => LineFormat::MULAW_8K,
+            SimCarrier::Twilio | SimCarrier::Telnyx | SimCarrier::Plivo => LineFormat::MULAW_8K,
             SimCarrier::Vonage => LineFormat {
                 codec: Codec::L16LittleEndian,
                 sample_rate: 16_000,
+            },
+            SimCarrier::Web => LineFormat {
+                codec: Codec::Opus,
+                sample_rate: OPUS_RATE,
             },
         }
     }
@@ -123,8 +139,14 @@ impl SimCarrier {
                                "media_format": { "encoding": "PCMU", "sample_rate": 8000, "channels": 1 } } }),
                 ),
             ],
+            SimCarrier::Plivo => vec![text(
+                json!({ "sequenceNumber": 0, "event": "start", "extra_headers": "{}",
+                "start": { "callId": format!("sim-{call_id}"), "streamId": sid, "accountId": "MAsimulator",
+                           "tracks": ["inbound"], "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000 } } }),
+            )],
             SimCarrier::Vonage => vec![text(json!({ "event": "websocket:connected",
                 "content-type": "audio/l16;rate=16000", "uuid": format!("sim-{call_id}") }))],
+            SimCarrier::Web => vec![text(json!({ "type": "start", "encoding": "opus" }))],
         }
     }
 
@@ -138,7 +160,10 @@ impl SimCarrier {
             SimCarrier::Telnyx => Message::text(json!({ "event": "media", "sequence_number": (number + 2).to_string(),
                 "stream_id": sid, "media": { "track": "inbound", "chunk": (number + 1).to_string(),
                 "timestamp": (number as u64 * FRAME_MS).to_string(), "payload": payload } }).to_string()),
-            SimCarrier::Vonage => Message::binary(frame.to_vec()),
+            SimCarrier::Plivo => Message::text(json!({ "event": "media", "sequenceNumber": number + 1,
+                "streamId": sid, "media": { "track": "inbound", "chunk": number + 1,
+                "timestamp": (number as u64 * FRAME_MS).to_string(), "payload": payload } }).to_string()),
+            SimCarrier::Vonage | SimCarrier::Web => Message::binary(frame.to_vec()),
         }
     }
 
@@ -152,20 +177,28 @@ impl SimCarrier {
             SimCarrier::Telnyx => {
                 Message::text(json!({ "event": "stop", "stream_id": sid }).to_string())
             }
+            SimCarrier::Plivo => {
+                Message::text(json!({ "event": "stop", "streamId": sid }).to_string())
+            }
             SimCarrier::Vonage => Message::Close(None),
+            SimCarrier::Web => Message::text(json!({ "type": "stop" }).to_string()),
         }
     }
 
-    fn mark_echo(self, call_id: i64, mark: &Value) -> Message {
+    /// Tells the engine playback reached the mark of this name.
+    fn mark_echo(self, call_id: i64, name: &str) -> Message {
         let sid = format!("MZsim{call_id}");
-        match self {
-            SimCarrier::Telnyx => Message::text(
-                json!({ "event": "mark", "stream_id": sid, "mark": mark }).to_string(),
-            ),
-            _ => Message::text(
-                json!({ "event": "mark", "streamSid": sid, "mark": mark }).to_string(),
-            ),
-        }
+        let message = match self {
+            SimCarrier::Telnyx => {
+                json!({ "event": "mark", "stream_id": sid, "mark": { "name": name } })
+            }
+            SimCarrier::Plivo => json!({ "event": "playedStream", "streamId": sid, "name": name }),
+            SimCarrier::Web => json!({ "type": "mark", "name": name }),
+            SimCarrier::Twilio | SimCarrier::Vonage => {
+                json!({ "event": "mark", "streamSid": sid, "mark": { "name": name } })
+            }
+        };
+        Message::text(message.to_string())
     }
 
     fn parse(self, message: Message) -> Option<Incoming> {
@@ -173,16 +206,19 @@ impl SimCarrier {
             Message::Binary(bytes) => Some(Incoming::Media(bytes.to_vec())),
             Message::Text(text) => {
                 let value: Value = serde_json::from_str(&text).ok()?;
-                if value["event"] == "media" {
-                    let payload = value["media"]["payload"].as_str().unwrap_or_default();
-                    return Some(Incoming::Media(
-                        STANDARD.decode(payload).unwrap_or_default(),
-                    ));
+                let name = |v: &Value| v.as_str().map(|n| Incoming::Mark(n.to_owned()));
+                match (value["event"].as_str(), value["type"].as_str()) {
+                    (Some("media" | "playAudio"), _) => {
+                        let payload = value["media"]["payload"].as_str().unwrap_or_default();
+                        Some(Incoming::Media(
+                            STANDARD.decode(payload).unwrap_or_default(),
+                        ))
+                    }
+                    (Some("mark"), _) => name(&value["mark"]["name"]),
+                    (Some("checkpoint"), _) | (_, Some("mark")) => name(&value["name"]),
+                    (Some("clear" | "clearAudio"), _) | (_, Some("clear")) => Some(Incoming::Clear),
+                    _ => (value["action"] == "clear").then_some(Incoming::Clear),
                 }
-                if value["event"] == "mark" {
-                    return Some(Incoming::Mark(value["mark"].clone()));
-                }
-                (value["event"] == "clear" || value["action"] == "clear").then_some(Incoming::Clear)
             }
             _ => None,
         }
@@ -220,8 +256,10 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         format.sample_rate,
     )
     .map_err(|e| SimulatorError::Resample(e.to_string()))?;
-    let mut coded = Vec::with_capacity(line.len() * 2);
-    format.encode(&line, &mut coded);
+    let mut encoder = LineEncoder::new(format)?;
+    let mut frames = Vec::with_capacity(line.len() / 160 + 1);
+    encoder.encode(&line, &mut frames)?;
+    let mut decoder = LineDecoder::new(format)?;
 
     let stream_err =
         |e: tokio_tungstenite::tungstenite::Error| SimulatorError::Stream(e.to_string());
@@ -253,10 +291,15 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
                     Incoming::Media(bytes) => {
                         played_until = played_until.max(Instant::now());
                         let at = (played_until - started).as_millis() as usize * samples_per_ms;
-                        let mut samples = Vec::with_capacity(bytes.len());
-                        format.decode(&bytes, &mut samples);
+                        let mut samples = Vec::with_capacity(format.sample_rate as usize / 50);
+                        if decoder.decode(&bytes, &mut samples).is_err() {
+                            got.undecodable += 1;
+                            continue;
+                        }
                         got.place(at, &samples);
-                        played_until += Duration::from_millis(format.duration_ms(bytes.len()));
+                        played_until += Duration::from_micros(
+                            samples.len() as u64 * 1_000_000 / u64::from(format.sample_rate),
+                        );
                         got.frames += 1;
                         got.playing_until = played_until;
                     }
@@ -288,15 +331,12 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     // The caller: real-time frames (silence is sent too, as a phone line does).
     let frame_interval =
         Duration::from_secs_f64(FRAME_MS as f64 / 1000.0 / f64::from(plan.speed.max(0.1)));
-    let frame_bytes = format.frame_bytes();
     let mut next = Instant::now();
     let mut frames_sent = 0;
-    for frame in coded.chunks(frame_bytes) {
-        let mut frame = frame.to_vec();
-        frame.resize(frame_bytes, format.silence_byte());
+    for frame in &frames {
         tx.lock()
             .await
-            .send(carrier.media(call_id, frames_sent, &frame))
+            .send(carrier.media(call_id, frames_sent, frame))
             .await
             .map_err(stream_err)?;
         frames_sent += 1;
@@ -304,7 +344,8 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         tokio::time::sleep_until(next).await;
     }
     // Then silence until the agent has finished and been quiet.
-    let silence = vec![format.silence_byte(); frame_bytes];
+    let silence = vec![0.0; format.sample_rate as usize / 50];
+    let mut frame = Vec::with_capacity(1);
     loop {
         let (quiet_since, playing_until) = {
             let got = received.lock().await;
@@ -314,9 +355,11 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         if now >= playing_until && now.duration_since(quiet_since) >= plan.quiet {
             break;
         }
+        frame.clear();
+        encoder.encode(&silence, &mut frame)?;
         tx.lock()
             .await
-            .send(carrier.media(call_id, frames_sent, &silence))
+            .send(carrier.media(call_id, frames_sent, &frame[0]))
             .await
             .map_err(stream_err)?;
         frames_sent += 1;
@@ -358,6 +401,7 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         agent_audio,
         frames_sent,
         frames_received: got.frames,
+        frames_undecodable: got.undecodable,
         marks: got.marks,
         clears: got.clears,
     })
@@ -367,6 +411,8 @@ struct Received {
     /// The agent's audio on the call's timeline; silence where the agent said nothing.
     audio: Vec<f32>,
     frames: usize,
+    /// Agent frames the codec could not read.
+    undecodable: usize,
     marks: usize,
     clears: usize,
     last_message: Instant,
@@ -378,6 +424,7 @@ impl Default for Received {
         Self {
             audio: Vec::new(),
             frames: 0,
+            undecodable: 0,
             marks: 0,
             clears: 0,
             last_message: Instant::now(),

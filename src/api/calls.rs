@@ -22,8 +22,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_call))
 }
 
-/// A stream for a carrier simulator or a browser: connect to `stream_url` and present `token`
-/// in the stream's `start` message (Twilio Media Streams: `start.customParameters.token`).
+/// A stream for a carrier simulator or a browser: connect to `stream_url`. For Twilio, present
+/// `token` in the stream's `start` message (`start.customParameters.token`); for the other
+/// protocols it is already in `stream_url`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TestCall {
     pub call_id: i64,
@@ -36,7 +37,7 @@ pub struct TestCall {
 /// Starts a test call with the agent: returns the media stream to connect to.
 #[utoipa::path(
     post, path = "/api/agents/{id}/test-call", tag = "calls", security(("bearer" = [])),
-        params(("id" = i64, Path), ("carrier" = Option<String>, Query, description = "Stream protocol: twilio (default), telnyx or vonage")),
+        params(("id" = i64, Path), ("carrier" = Option<String>, Query, description = "Stream protocol: twilio (default), telnyx, plivo, vonage or web (the browser protocol)")),
     responses(
         (status = 201, body = TestCall), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The agent is being deleted", body = ErrorBody)
@@ -51,11 +52,13 @@ async fn test_call(
     let carrier = match query_value(query.as_deref(), "carrier").as_deref() {
         None | Some("twilio") => Carrier::Twilio,
         Some("telnyx") => Carrier::Telnyx,
+        Some("plivo") => Carrier::Plivo,
         Some("vonage") => Carrier::Vonage,
+        Some("web") => Carrier::Web,
         Some(_) => {
             return Err(ApiError::field(
                 "carrier",
-                "must be twilio, telnyx or vonage",
+                "must be twilio, telnyx, plivo, vonage or web",
             ));
         }
     };
@@ -91,13 +94,11 @@ async fn test_call(
         StatusCode::CREATED,
         Json(TestCall {
             call_id: handed.call.id,
-            // Telnyx and Vonage carry no custom parameters in their first message: the token
-            // rides in the stream URL.
+            // Only Twilio carries custom parameters in its first message; for the others the
+            // token rides in the stream URL.
             stream_url: match carrier {
-                Carrier::Telnyx | Carrier::Vonage => {
-                    format!("{}?token={}", telephony.media_url(carrier), handed.token)
-                }
-                _ => telephony.media_url(carrier),
+                Carrier::Twilio => telephony.media_url(carrier),
+                _ => format!("{}?token={}", telephony.media_url(carrier), handed.token),
             },
             token: handed.token,
             expires_at,

@@ -6,12 +6,15 @@
 //! and the per-token rate limit ([`auth::authenticate`]) → the handler.
 
 pub mod agents;
+pub mod answer;
 pub mod auth;
 pub mod calls;
 pub mod error;
 pub mod extract;
+pub mod plivo;
 pub mod ratelimit;
 pub mod system;
+pub mod telnyx;
 pub mod tenants;
 pub mod twilio;
 pub mod voices;
@@ -155,6 +158,8 @@ fn split_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
     let (resources, mut doc) = resource_routes().split_for_parts();
     let (system, system_doc) = system::routes()
         .merge(twilio::routes())
+        .merge(telnyx::routes())
+        .merge(plivo::routes())
         .merge(vonage::routes())
         .split_for_parts();
     doc.merge(system_doc);

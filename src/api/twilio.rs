@@ -8,8 +8,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -18,11 +18,11 @@ use sha1::Sha1;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
+use super::answer::{self, NO_AGENT, xml_escape, xml_response};
 use super::error::{ApiError, ErrorBody};
 use super::extract::query_value;
-use crate::calls::{self, Parties};
-use crate::domain::{AgentId, Carrier, Direction};
-use crate::store::agents as agent_store;
+use crate::calls::Parties;
+use crate::domain::{Carrier, Direction};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(voice))
@@ -50,27 +50,6 @@ pub fn valid_signature(
     }
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
-fn twiml(body: &str) -> Response {
-    let document = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>{body}</Response>");
-    (
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        document,
-    )
-        .into_response()
-}
-
-/// Spoken when the webhook names no usable agent; then the call is hung up.
-const NO_AGENT: &str =
-    "<Say>Sorry, this number is not set up to take calls yet. Goodbye.</Say><Hangup/>";
-
 /// Answers an incoming Twilio call with TwiML that streams it to the agent.
 #[utoipa::path(
     post, path = "/carrier/twilio/voice", tag = "carrier",
@@ -87,8 +66,7 @@ async fn voice(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
-        .map_err(|_| ApiError::BadRequest("the body is not form-encoded".into()))?;
+    let params = answer::form_params(&body, None)?;
     let telephony = &state.telephony;
     if let Some(auth_token) = &telephony.twilio_auth_token {
         let url = format!(
@@ -105,21 +83,7 @@ async fn voice(
             return Err(ApiError::Forbidden("invalid X-Twilio-Signature".into()));
         }
     }
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let agent = query_value(uri.query(), "agent_id")
-        .and_then(|v| v.parse::<i64>().ok())
-        .map(AgentId);
-    let Some(agent) = agent else {
-        return Ok(twiml(NO_AGENT));
-    };
-    let Some((tenant, version)) = agent_store::owner(&state.db, agent).await? else {
-        return Ok(twiml(NO_AGENT));
-    };
+    let param = |name| answer::param(&params, name);
     let parties = Parties {
         direction: Direction::Inbound,
         carrier: Carrier::Twilio,
@@ -127,22 +91,17 @@ async fn voice(
         from_number: param("From"),
         to_number: param("To"),
     };
-    let handed = calls::hand_out(
-        &state.db,
-        &telephony.tokens,
-        tenant,
-        agent,
-        version,
-        parties,
-    )
-    .await?;
+    let agent = query_value(uri.query(), "agent_id");
+    let Some(handed) = answer::hand_out(&state, agent.as_deref(), parties).await? else {
+        return Ok(xml_response(&format!("<Say>{NO_AGENT}</Say><Hangup/>")));
+    };
     let stream = format!(
         "<Connect><Stream url=\"{}\"><Parameter name=\"token\" value=\"{}\"/><Parameter name=\"call_id\" value=\"{}\"/></Stream></Connect>",
         xml_escape(&telephony.media_url(Carrier::Twilio)),
         xml_escape(&handed.token),
         handed.call.id
     );
-    Ok(twiml(&stream))
+    Ok(xml_response(&stream))
 }
 
 #[cfg(test)]
@@ -177,10 +136,5 @@ mod tests {
         ));
         assert!(!valid_signature(token, url, &params[1..], &expected));
         assert!(!valid_signature(token, url, &params, "not base64!"));
-    }
-
-    #[test]
-    fn escapes_xml() {
-        assert_eq!(xml_escape(r#"a&b<c>"d'"#), "a&amp;b&lt;c&gt;&quot;d&apos;");
     }
 }

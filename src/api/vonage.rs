@@ -9,18 +9,15 @@ use serde_json::{Value, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
+use super::answer::{self, NO_AGENT};
 use super::error::{ApiError, ErrorBody};
 use super::extract::query_value;
-use crate::calls::{self, Parties};
-use crate::domain::{AgentId, Carrier, Direction};
-use crate::store::agents as agent_store;
+use crate::calls::Parties;
+use crate::domain::{Carrier, Direction};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(answer))
 }
-
-/// Spoken when the answer URL names no usable agent.
-const NO_AGENT: &str = "Sorry, this number is not set up to take calls yet. Goodbye.";
 
 /// Answers an incoming Vonage call with an NCCO that streams it to the agent.
 #[utoipa::path(
@@ -39,16 +36,6 @@ async fn answer(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let param = |name: &str| query_value(query.as_deref(), name);
-    let refusal = || Json(json!([{ "action": "talk", "text": NO_AGENT }]));
-    let Some(agent) = param("agent_id")
-        .and_then(|v| v.parse::<i64>().ok())
-        .map(AgentId)
-    else {
-        return Ok(refusal());
-    };
-    let Some((tenant, version)) = agent_store::owner(&state.db, agent).await? else {
-        return Ok(refusal());
-    };
     let (uuid, from, to) = (param("uuid"), param("from"), param("to"));
     let parties = Parties {
         direction: Direction::Inbound,
@@ -57,16 +44,11 @@ async fn answer(
         from_number: from.as_deref(),
         to_number: to.as_deref(),
     };
+    let agent = param("agent_id");
+    let Some(handed) = answer::hand_out(&state, agent.as_deref(), parties).await? else {
+        return Ok(Json(json!([{ "action": "talk", "text": NO_AGENT }])));
+    };
     let telephony = &state.telephony;
-    let handed = calls::hand_out(
-        &state.db,
-        &telephony.tokens,
-        tenant,
-        agent,
-        version,
-        parties,
-    )
-    .await?;
     let uri = format!(
         "{}?token={}",
         telephony.media_url(Carrier::Vonage),

@@ -1,17 +1,20 @@
 //! The media edge: carrier websockets in, the per-call session, agent audio out.
 //!
-//! `GET /media/twilio`, `/media/telnyx` and `/media/vonage` upgrade to each carrier's media
-//! websocket; [`session`] runs the call whatever the carrier: caller audio goes through a bounded
+//! `GET /media/twilio`, `/media/telnyx`, `/media/plivo` and `/media/vonage` upgrade to each
+//! carrier's media websocket, `/media/web` to the engine's own protocol for browsers ([`web`]); [`session`] runs the call whatever the carrier: caller audio goes through a bounded
 //! queue to a per-call DSP thread (decode, voice activity, endpointing), utterances to
 //! speech-to-text and the turn engine on the inference pool, the reply back clause by clause
 //! through text-to-speech, paced to real time, with marks and barge-in.
 
 pub mod backchannel;
+pub mod codec;
+pub mod plivo;
 pub mod protocol;
 pub mod session;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,8 +81,19 @@ pub fn routes() -> Router<AppState> {
             }),
         )
         .route(
+            "/media/plivo",
+            stream(|| {
+                let (inbound, outbound) = plivo::sides();
+                (Box::new(inbound), Arc::new(outbound))
+            }),
+        )
+        .route(
             "/media/vonage",
             stream(|| (Box::new(vonage::Vonage), Arc::new(vonage::VonageOut))),
+        )
+        .route(
+            "/media/web",
+            stream(|| (Box::new(web::Web), Arc::new(web::Web))),
         )
 }
 

@@ -3,8 +3,6 @@
 
 use axum::extract::ws::Message;
 
-use crate::pipeline::{g711, wav};
-
 /// How audio is coded on the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -12,6 +10,8 @@ pub enum Codec {
     Alaw,
     L16BigEndian,
     L16LittleEndian,
+    /// One Opus packet a message, decoded and encoded at 16 kHz mono (see [`super::codec`]).
+    Opus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,65 +26,6 @@ impl LineFormat {
         codec: Codec::Mulaw,
         sample_rate: 8_000,
     };
-
-    fn bytes_per_sample(self) -> usize {
-        match self.codec {
-            Codec::Mulaw | Codec::Alaw => 1,
-            Codec::L16BigEndian | Codec::L16LittleEndian => 2,
-        }
-    }
-
-    /// Bytes in 20 ms of audio.
-    pub fn frame_bytes(self) -> usize {
-        self.sample_rate as usize / 50 * self.bytes_per_sample()
-    }
-
-    /// Milliseconds of audio in `bytes`.
-    pub fn duration_ms(self, bytes: usize) -> u64 {
-        (bytes / self.bytes_per_sample()) as u64 * 1000 / u64::from(self.sample_rate)
-    }
-
-    /// Decodes line bytes into samples in -1..1, appending to `out` (no allocation when `out` has
-    /// room).
-    pub fn decode(self, bytes: &[u8], out: &mut Vec<f32>) {
-        let scale = |s: i16| f32::from(s) / 32_768.0;
-        match self.codec {
-            Codec::Mulaw => out.extend(bytes.iter().map(|&b| scale(g711::ulaw_to_linear(b)))),
-            Codec::Alaw => out.extend(bytes.iter().map(|&b| scale(g711::alaw_to_linear(b)))),
-            Codec::L16BigEndian => out.extend(
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| scale(i16::from_be_bytes([c[0], c[1]]))),
-            ),
-            Codec::L16LittleEndian => out.extend(
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| scale(i16::from_le_bytes([c[0], c[1]]))),
-            ),
-        }
-    }
-
-    /// Encodes samples in -1..1 onto the line, appending to `out`.
-    pub fn encode(self, samples: &[f32], out: &mut Vec<u8>) {
-        for &sample in samples {
-            let pcm = wav::to_i16(sample);
-            match self.codec {
-                Codec::Mulaw => out.push(g711::linear_to_ulaw(pcm)),
-                Codec::Alaw => out.push(g711::linear_to_alaw(pcm)),
-                Codec::L16BigEndian => out.extend(pcm.to_be_bytes()),
-                Codec::L16LittleEndian => out.extend(pcm.to_le_bytes()),
-            }
-        }
-    }
-
-    /// The byte that fills out a short last frame with silence.
-    pub fn silence_byte(self) -> u8 {
-        match self.codec {
-            Codec::Mulaw => 0xFF,
-            Codec::Alaw => 0xD5,
-            Codec::L16BigEndian | Codec::L16LittleEndian => 0,
-        }
-    }
 }
 
 /// A carrier message, parsed.
@@ -139,52 +80,4 @@ pub trait Outbound: Send + Sync {
     /// then tracks by time.
     fn mark(&self, stream_id: &str, name: &str) -> Option<Message>;
     fn clear(&self, stream_id: &str) -> Message;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_codec_round_trips_and_frames_are_20_ms() {
-        let samples = [0.0f32, 0.25, -0.5, 0.999];
-        for codec in [
-            Codec::Mulaw,
-            Codec::Alaw,
-            Codec::L16BigEndian,
-            Codec::L16LittleEndian,
-        ] {
-            let format = LineFormat {
-                codec,
-                sample_rate: 16_000,
-            };
-            let mut bytes = Vec::new();
-            format.encode(&samples, &mut bytes);
-            let mut back = Vec::new();
-            format.decode(&bytes, &mut back);
-            for (a, b) in samples.iter().zip(&back) {
-                assert!((a - b).abs() < 0.02, "{codec:?}: {a} → {b}");
-            }
-            let mut silence = Vec::new();
-            format.decode(&[format.silence_byte(); 4], &mut silence);
-            assert!(silence.iter().all(|s| s.abs() < 0.001), "{codec:?}");
-        }
-        assert_eq!(LineFormat::MULAW_8K.frame_bytes(), 160);
-        assert_eq!(
-            LineFormat {
-                codec: Codec::L16LittleEndian,
-                sample_rate: 16_000
-            }
-            .frame_bytes(),
-            640
-        );
-        assert_eq!(LineFormat::MULAW_8K.duration_ms(160), 20);
-        let mut bytes = Vec::new();
-        LineFormat {
-            codec: Codec::L16BigEndian,
-            sample_rate: 8_000,
-        }
-        .encode(&[0.5], &mut bytes);
-        assert_eq!(bytes, 16_384i16.to_be_bytes());
-    }
 }

@@ -1,5 +1,5 @@
 //! One call on a carrier's media stream, from its start to its end. The carrier's protocol
-//! (Twilio, Telnyx, Vonage) is behind [`Inbound`] and [`Outbound`]; the audio's line format comes
+//! (Twilio, Telnyx, Plivo, Vonage, the browser protocol) is behind [`Inbound`] and [`Outbound`]; the audio's line format comes
 //! with the start message.
 //!
 //! Tasks and threads of a call:
@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::codec::{LineDecoder, LineEncoder};
 use super::protocol::{Event, Inbound, LineFormat, Outbound, StreamStart};
 use crate::agent::turn::{TurnContext, TurnInput, TurnOutput};
 use crate::api::AppState;
@@ -252,6 +253,8 @@ struct Prepared {
     /// The installed voice that speaks for the agent.
     voice_id: String,
     endpointer: Endpointer<Box<dyn vad::VoiceActivity>>,
+    decoder: LineDecoder,
+    encoder: LineEncoder,
 }
 
 /// The state of a live call, owned by its websocket task.
@@ -261,6 +264,8 @@ struct Call {
     call: CallId,
     out: mpsc::Sender<Out>,
     generation: Arc<AtomicU64>,
+    /// Wakes the writer when a barge-in bumps the generation.
+    barged: Arc<Notify>,
     notes_tx: mpsc::Sender<TurnNote>,
     turn: Option<JoinHandle<()>>,
     turns: i64,
@@ -291,6 +296,7 @@ impl Call {
             outbound,
         } = line;
         let generation = Arc::new(AtomicU64::new(0));
+        let barged = Arc::new(Notify::new());
         let (out_tx, out_rx) = mpsc::channel::<Out>(256);
         // Marks the engine tracks itself, for carriers without marks.
         let (played_tx, mut played_rx) = mpsc::channel::<String>(64);
@@ -298,16 +304,19 @@ impl Call {
             sink,
             out_rx,
             Arc::clone(&generation),
+            Arc::clone(&barged),
             stream_id,
             outbound,
             played_tx,
         ));
-        let prepared = Self::prepare(state, tenant, agent, format.sample_rate).await;
+        let prepared = Self::prepare(state, tenant, agent, format).await;
         let Prepared {
             models,
             agent_row,
             voice_id,
             endpointer,
+            decoder,
+            encoder,
         } = match prepared {
             Ok(prepared) => prepared,
             Err(reason) => {
@@ -326,7 +335,7 @@ impl Call {
         let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(FRAME_QUEUE);
         let (dsp_tx, mut dsp_rx) = mpsc::channel::<DspEvent>(16);
         let dsp =
-            tokio::task::spawn_blocking(move || dsp_loop(frames_rx, dsp_tx, endpointer, format));
+            tokio::task::spawn_blocking(move || dsp_loop(frames_rx, dsp_tx, endpointer, decoder));
 
         let (notes_tx, mut notes_rx) = mpsc::channel::<TurnNote>(64);
 
@@ -343,6 +352,7 @@ impl Call {
             voice_id,
             ctx,
             format,
+            encoder: Arc::new(std::sync::Mutex::new(encoder)),
         });
         let mut call_state = Call {
             db: state.db.clone(),
@@ -350,6 +360,7 @@ impl Call {
             call,
             out: out_tx,
             generation,
+            barged,
             notes_tx,
             turn: None,
             turns: 0,
@@ -467,8 +478,11 @@ impl Call {
         state: &AppState,
         tenant: TenantId,
         agent: crate::domain::AgentId,
-        line_rate: u32,
+        format: LineFormat,
     ) -> Result<Prepared, String> {
+        let line_rate = format.sample_rate;
+        let decoder = LineDecoder::new(format).map_err(|e| e.to_string())?;
+        let encoder = LineEncoder::new(format).map_err(|e| e.to_string())?;
         let models = state.speech.get().await.map_err(|e| e.to_string())?;
         let agent_row = agent_store::get(&state.db, tenant, agent)
             .await
@@ -487,6 +501,8 @@ impl Call {
             agent_row,
             voice_id,
             endpointer,
+            decoder,
+            encoder,
         })
     }
 
@@ -530,6 +546,7 @@ impl Call {
             return;
         }
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.barged.notify_one();
         let _ = self.out.send(Out::Clear).await;
         if let Some(turn) = self.turn.take() {
             turn.abort();
@@ -646,6 +663,8 @@ struct Speaker {
     state: AppState,
     /// The line's audio format: what the caller's audio arrives in and the agent's must go out in.
     format: LineFormat,
+    /// Codes the agent's audio for the line (Opus keeps state between clauses).
+    encoder: Arc<std::sync::Mutex<LineEncoder>>,
     models: Arc<Models>,
     voice_id: String,
     ctx: Arc<TurnContext>,
@@ -762,7 +781,8 @@ impl Speaker {
             let synth_started = Instant::now();
             let voice = Arc::clone(&voice);
             let to_say = clause.clone();
-            let format = self.format;
+            let line_rate = self.format.sample_rate;
+            let encoder = Arc::clone(&self.encoder);
             let audio = self
                 .state
                 .speech
@@ -771,15 +791,18 @@ impl Speaker {
                     let speech = voice
                         .synthesize_clause(&to_say)
                         .map_err(|e| e.to_string())?;
-                    let line = resample(&speech, voice.sample_rate, format.sample_rate)
+                    let line = resample(&speech, voice.sample_rate, line_rate)
                         .map_err(|e| e.to_string())?;
-                    let mut bytes = Vec::with_capacity(line.len() * 2);
-                    format.encode(&line, &mut bytes);
-                    Ok::<_, String>(bytes)
+                    let mut frames = Vec::with_capacity(line.len() / 160 + 1);
+                    let mut encoder = encoder.lock().map_err(|_| "the encoder failed")?;
+                    encoder
+                        .encode(&line, &mut frames)
+                        .map_err(|e| e.to_string())?;
+                    Ok::<_, String>(frames)
                 })
                 .await;
-            let coded = match audio {
-                Ok(Ok(coded)) => coded,
+            let frames = match audio {
+                Ok(Ok(frames)) => frames,
                 Ok(Err(error)) => return tracing::error!(%error, "text to speech failed"),
                 Err(error) => return tracing::error!(%error, "text to speech failed"),
             };
@@ -787,8 +810,7 @@ impl Speaker {
                 row.tts_ms = Some(synth_started.elapsed().as_millis() as i64);
             }
             let mut first_written = None;
-            let frame_bytes = self.format.frame_bytes();
-            for (n, frame) in coded.chunks(frame_bytes).enumerate() {
+            for (n, frame) in frames.into_iter().enumerate() {
                 let written = if index == 0 && n == 0 {
                     let (tx, rx) = oneshot::channel();
                     first_written = Some(rx);
@@ -796,8 +818,6 @@ impl Speaker {
                 } else {
                     None
                 };
-                let mut frame = frame.to_vec();
-                frame.resize(frame_bytes, self.format.silence_byte());
                 if job
                     .out
                     .send(Out::Media {
@@ -841,15 +861,26 @@ fn dsp_loop(
     frames: std::sync::mpsc::Receiver<Vec<u8>>,
     events: mpsc::Sender<DspEvent>,
     mut endpointer: Endpointer<Box<dyn vad::VoiceActivity>>,
-    format: LineFormat,
+    mut decoder: LineDecoder,
 ) {
-    let mut samples = Vec::with_capacity(format.frame_bytes() * 4);
+    let rate = u64::from(decoder.sample_rate());
+    // Room for the longest packet a carrier sends (Opus: 120 ms).
+    let mut samples = Vec::with_capacity(rate as usize / 8);
     let mut found = Vec::with_capacity(4);
-    let mut position_ms = 0u64;
+    let mut position = 0u64;
+    let mut undecodable = 0u64;
     while let Ok(bytes) = frames.recv() {
         samples.clear();
-        format.decode(&bytes, &mut samples);
-        position_ms += format.duration_ms(bytes.len());
+        if let Err(error) = decoder.decode(&bytes, &mut samples) {
+            undecodable += 1;
+            metrics::counter!("media_bad_frames_total", "reason" => "undecodable").increment(1);
+            if undecodable.is_power_of_two() {
+                tracing::warn!(%error, undecodable, "ignoring audio the codec cannot read");
+            }
+            continue;
+        }
+        position += samples.len() as u64;
+        let position_ms = position * 1000 / rate;
         if let Err(error) = endpointer.push(&samples, &mut found) {
             let _ = events.blocking_send(DspEvent::Failed(error.to_string()));
             return;
@@ -875,6 +906,7 @@ async fn writer_loop(
     mut sink: Sink,
     mut commands: mpsc::Receiver<Out>,
     generation: Arc<AtomicU64>,
+    barged: Arc<Notify>,
     stream_id: String,
     outbound: Arc<dyn Outbound>,
     played: mpsc::Sender<String>,
@@ -900,7 +932,19 @@ async fn writer_loop(
                 };
                 let due = start + FRAME * sent;
                 if due > now + AHEAD {
-                    tokio::time::sleep_until((due - AHEAD).into()).await;
+                    // Wait for the frame's turn, unless a barge-in drops it first: the clear
+                    // behind it must not wait for pacing.
+                    let wake = tokio::time::Instant::from_std(due - AHEAD);
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(wake) => break,
+                            () = barged.notified() => {
+                                if generation.load(Ordering::SeqCst) != g {
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     if generation.load(Ordering::SeqCst) != g {
                         continue;
                     }

@@ -51,6 +51,10 @@ impl SileroStream {
     }
 
     /// Samples in one window (32 ms).
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
     pub fn window(&self) -> usize {
         self.input.len() - self.context
     }

@@ -165,8 +165,11 @@ impl<V: VoiceActivity> Endpointer<V> {
                 self.history.extend(self.frame.iter().copied());
                 let voiced_run = if voiced { voiced_run + frame_len } else { 0 };
                 if voiced && voiced_run >= self.samples(self.config.min_speech_ms).max(1) {
-                    let start = end - voiced_run as u64;
-                    let keep = self.samples(self.config.pre_roll_ms) + voiced_run;
+                    // Speech began where the detector first heard it, or a little before.
+                    let heard = self.history.len().saturating_sub(voiced_run);
+                    let lead = self.vad.onset_lead().min(heard);
+                    let start = end.saturating_sub((voiced_run + lead) as u64);
+                    let keep = self.samples(self.config.pre_roll_ms) + voiced_run + lead;
                     let skip = self.history.len().saturating_sub(keep);
                     self.utterance.clear();
                     self.utterance.extend(self.history.drain(..).skip(skip));

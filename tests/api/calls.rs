@@ -273,8 +273,9 @@ async fn the_vonage_answer_webhook_returns_an_ncco_that_streams_to_the_agent() {
     }
 }
 
-#[tokio::test]
-async fn the_carrier_simulator_completes_a_call_in_every_protocol() {
+/// `callgenius call` against the engine in one protocol: the greeting, the caller heard and
+/// answered, the agent's audio recorded as the caller heard it.
+async fn simulate(carrier: callgenius::simulator::SimCarrier) {
     use callgenius::simulator::{CallPlan, SimCarrier};
     let app = spawn_app().await;
     let s = app.register("sim@example.com", "Sim").await;
@@ -287,36 +288,61 @@ async fn the_carrier_simulator_completes_a_call_in_every_protocol() {
     samples.extend(&caller.samples);
     samples.extend(vec![0.0f32; 16_000]);
     caller.samples = samples;
-    for carrier in [SimCarrier::Twilio, SimCarrier::Telnyx, SimCarrier::Vonage] {
-        let report = callgenius::simulator::run(CallPlan {
-            base_url: app.base.clone(),
-            api_token: s.token.clone(),
-            agent_id: agent,
-            caller: caller.clone(),
-            speed: 2.0,
-            quiet: std::time::Duration::from_millis(1500),
-            carrier,
-        })
-        .await
-        .unwrap();
-        let call = &report.call;
-        assert_eq!(call["status"], "completed", "{carrier:?}: {call}");
-        assert!(
-            report.frames_received > 100,
-            "{carrier:?}: {} frames",
-            report.frames_received
-        );
-        assert!(
-            report.agent_audio.seconds() > 3.0,
-            "{carrier:?}: agent audio recorded"
-        );
-        let heard = call["turns"][1]["caller_text"]
-            .as_str()
-            .unwrap_or_default()
-            .to_lowercase();
-        assert!(heard.contains("pizza"), "{carrier:?}: {call}");
-        if carrier != SimCarrier::Vonage {
-            assert!(report.marks >= 2, "{carrier:?}: marks");
-        }
+    let report = callgenius::simulator::run(CallPlan {
+        base_url: app.base.clone(),
+        api_token: s.token.clone(),
+        agent_id: agent,
+        caller,
+        speed: 2.0,
+        quiet: std::time::Duration::from_millis(1500),
+        carrier,
+    })
+    .await
+    .unwrap();
+    let call = &report.call;
+    assert_eq!(call["status"], "completed", "{carrier:?}: {call}");
+    assert_eq!(call["carrier"], format!("{carrier:?}").to_lowercase());
+    assert!(
+        report.frames_received > 100,
+        "{carrier:?}: {} frames",
+        report.frames_received
+    );
+    assert_eq!(report.frames_undecodable, 0, "{carrier:?}");
+    let audio = &report.agent_audio;
+    assert!(audio.seconds() > 3.0, "{carrier:?}: agent audio recorded");
+    let level = audio.samples.iter().map(|s| s * s).sum::<f32>() / audio.samples.len() as f32;
+    assert!(level > 1e-4, "{carrier:?}: the agent is audible ({level})");
+    let heard = call["turns"][1]["caller_text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(heard.contains("pizza"), "{carrier:?}: {call}");
+    if carrier != SimCarrier::Vonage {
+        assert!(report.marks >= 2, "{carrier:?}: marks");
     }
+}
+
+#[tokio::test]
+async fn the_carrier_simulator_completes_a_twilio_call() {
+    simulate(callgenius::simulator::SimCarrier::Twilio).await;
+}
+
+#[tokio::test]
+async fn the_carrier_simulator_completes_a_telnyx_call() {
+    simulate(callgenius::simulator::SimCarrier::Telnyx).await;
+}
+
+#[tokio::test]
+async fn the_carrier_simulator_completes_a_plivo_call() {
+    simulate(callgenius::simulator::SimCarrier::Plivo).await;
+}
+
+#[tokio::test]
+async fn the_carrier_simulator_completes_a_vonage_call() {
+    simulate(callgenius::simulator::SimCarrier::Vonage).await;
+}
+
+#[tokio::test]
+async fn the_carrier_simulator_completes_a_browser_call_in_opus() {
+    simulate(callgenius::simulator::SimCarrier::Web).await;
 }

@@ -4,6 +4,7 @@
 mod agents;
 mod auth;
 mod calls;
+mod carriers;
 mod errors;
 mod helpers;
 mod media;

@@ -174,7 +174,7 @@ impl Twilio {
 }
 
 /// The call record once `done` holds (the engine finalises a call just after its stream ends).
-async fn settled_call(
+pub async fn settled_call(
     app: &TestApp,
     s: &Session,
     call_id: i64,

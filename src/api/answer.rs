@@ -1,0 +1,101 @@
+//! What every carrier's answer webhook shares: find the agent that answers, create the call and
+//! a stream token bound to it, and reply in the carrier's markup.
+//!
+//! Until phone numbers exist, the agent is named in the webhook URL configured at the carrier
+//! (`?agent_id=42`); a missing, unknown or deleted agent gets a spoken refusal, not an error, so
+//! the caller hears something.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::calls::{self, HandedOut, Parties};
+use crate::domain::AgentId;
+use crate::store::agents as agent_store;
+
+/// Creates the call for the agent named by `agent_id` (the webhook's query parameter), or
+/// `None` when no active agent has that id.
+pub async fn hand_out(
+    state: &AppState,
+    agent_id: Option<&str>,
+    parties: Parties<'_>,
+) -> Result<Option<HandedOut>, ApiError> {
+    let Some(agent) = agent_id.and_then(|v| v.parse::<i64>().ok()).map(AgentId) else {
+        return Ok(None);
+    };
+    let Some((tenant, version)) = agent_store::owner(&state.db, agent).await? else {
+        return Ok(None);
+    };
+    let telephony = &state.telephony;
+    let handed = calls::hand_out(
+        &state.db,
+        &telephony.tokens,
+        tenant,
+        agent,
+        version,
+        parties,
+    )
+    .await?;
+    Ok(Some(handed))
+}
+
+pub fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// An XML `<Response>` (TwiML, TeXML and Plivo XML all take this shape).
+pub fn xml_response(body: &str) -> Response {
+    let document = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>{body}</Response>");
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        document,
+    )
+        .into_response()
+}
+
+/// Spoken when the webhook names no usable agent.
+pub const NO_AGENT: &str = "Sorry, this number is not set up to take calls yet. Goodbye.";
+
+/// The parameters of a carrier's webhook: its form body when it POSTs, else its query.
+pub fn form_params(body: &[u8], query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let source = if body.is_empty() {
+        query.unwrap_or_default().as_bytes()
+    } else {
+        body
+    };
+    serde_urlencoded::from_bytes(source)
+        .map_err(|_| ApiError::BadRequest("the parameters are not form-encoded".into()))
+}
+
+/// The value of `name` among `params`.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_xml() {
+        assert_eq!(xml_escape(r#"a&b<c>"d'"#), "a&amp;b&lt;c&gt;&quot;d&apos;");
+    }
+
+    #[test]
+    fn reads_parameters_from_the_body_or_the_query() {
+        let from_body = form_params(b"CallUUID=u1&From=%2B1555", Some("agent_id=4")).unwrap();
+        assert_eq!(param(&from_body, "From"), Some("+1555"));
+        assert_eq!(param(&from_body, "agent_id"), None);
+        let from_query = form_params(b"", Some("CallUUID=u2&agent_id=4")).unwrap();
+        assert_eq!(param(&from_query, "CallUUID"), Some("u2"));
+        assert_eq!(form_params(b"", None).unwrap(), []);
+    }
+}

@@ -1,0 +1,59 @@
+//! Telnyx call set-up with TeXML: the voice webhook (form-encoded, TwiML-style parameters)
+//! answers `<Connect><Stream>` to the engine's media websocket, `/media/telnyx?token=…`, with
+//! audio both ways in PCMU (`bidirectionalMode="rtp"`). The TeXML application's voice URL is
+//! `https://PUBLIC/carrier/telnyx/voice?agent_id=42` until phone numbers are assigned.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::answer::{self, NO_AGENT, xml_escape, xml_response};
+use super::error::{ApiError, ErrorBody};
+use super::extract::query_value;
+use crate::calls::Parties;
+use crate::domain::{Carrier, Direction};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(voice))
+}
+
+/// Answers an incoming Telnyx TeXML call with a bidirectional stream to the agent.
+#[utoipa::path(
+    post, path = "/carrier/telnyx/voice", tag = "carrier",
+    params(("agent_id" = i64, Query, description = "The agent that answers (until numbers are assigned)")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Telnyx's TeXML call parameters (CallSid, From, To, …)"),
+    responses(
+        (status = 200, description = "TeXML: <Connect><Stream> to the media websocket, or a spoken refusal when no agent answers", content_type = "text/xml"),
+        (status = 400, body = ErrorBody),
+    )
+)]
+async fn voice(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = answer::form_params(&body, None)?;
+    let param = |name| answer::param(&params, name);
+    let parties = Parties {
+        direction: Direction::Inbound,
+        carrier: Carrier::Telnyx,
+        carrier_call_id: param("CallSid"),
+        from_number: param("From"),
+        to_number: param("To"),
+    };
+    let agent = query_value(query.as_deref(), "agent_id");
+    let Some(handed) = answer::hand_out(&state, agent.as_deref(), parties).await? else {
+        return Ok(xml_response(&format!("<Say>{NO_AGENT}</Say><Hangup/>")));
+    };
+    let url = format!(
+        "{}?token={}",
+        state.telephony.media_url(Carrier::Telnyx),
+        handed.token
+    );
+    Ok(xml_response(&format!(
+        "<Connect><Stream url=\"{}\" bidirectionalMode=\"rtp\" bidirectionalCodec=\"PCMU\"/></Connect>",
+        xml_escape(&url)
+    )))
+}
