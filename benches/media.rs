@@ -5,12 +5,16 @@
 //! - `media/frame/*_speech`: a frame of a spoken fixture (cycled) through the whole caller path,
 //!   with WebRTC's detector, gated Silero (the default) and Silero on every window;
 //! - `media/frame/silero_gated_quiet`: the same on a quiet line, where the gate spares Silero;
-//! - `media/decode`: µ-law decode alone.
+//! - `media/decode`: decoding one frame alone: µ-law (8 kHz) and Opus (16 kHz, the browser
+//!   protocol);
+//! - `media/encode/opus_frame`: coding 20 ms of the agent's speech as Opus for a browser.
 
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
+use callgenius::media::codec::{LineDecoder, LineEncoder, OPUS_RATE};
+use callgenius::media::protocol::{Codec, LineFormat};
 use callgenius::models::Models;
 use callgenius::pipeline::endpoint::{EndpointConfig, Endpointer};
 use callgenius::pipeline::vad::{Aggressiveness, SileroVad, VoiceActivity, WebrtcVad};
@@ -78,14 +82,55 @@ fn frame_cost(c: &mut Criterion) {
 
 fn decode(c: &mut Criterion) {
     let frames = frames();
-    let mut samples = vec![0.0f32; 160];
+    let mut samples = Vec::with_capacity(320);
     let mut group = c.benchmark_group("media/decode");
-    group.throughput(Throughput::Elements(160));
+    group.throughput(Throughput::Elements(1));
+    let mut ulaw = LineDecoder::new(LineFormat::MULAW_8K).unwrap();
     group.bench_function("ulaw_frame", |b| {
         b.iter(|| {
-            for (out, &code) in samples.iter_mut().zip(black_box(&frames[100]).iter()) {
-                *out = f32::from(g711::ulaw_to_linear(code)) / 32_768.0;
-            }
+            samples.clear();
+            ulaw.decode(black_box(&frames[100]), &mut samples).unwrap();
+        })
+    });
+    // The browser path: the same speech as 20 ms Opus packets at 16 kHz, decoded in order.
+    let opus = LineFormat {
+        codec: Codec::Opus,
+        sample_rate: OPUS_RATE,
+    };
+    let speech: Vec<f32> = frames
+        .iter()
+        .flatten()
+        .map(|&code| f32::from(g711::ulaw_to_linear(code)) / 32_768.0)
+        .collect();
+    let speech = resample(&speech, 8_000, OPUS_RATE).unwrap();
+    let mut packets = Vec::new();
+    LineEncoder::new(opus)
+        .unwrap()
+        .encode(&speech, &mut packets)
+        .unwrap();
+    let mut decoder = LineDecoder::new(opus).unwrap();
+    let mut next = 0;
+    group.bench_function("opus_frame", |b| {
+        b.iter(|| {
+            samples.clear();
+            decoder.decode(&packets[next], &mut samples).unwrap();
+            next = (next + 1) % packets.len();
+        })
+    });
+    group.finish();
+
+    // The agent's side for the browser: 20 ms of speech to one Opus packet.
+    let mut group = c.benchmark_group("media/encode");
+    group.throughput(Throughput::Elements(1));
+    let mut encoder = LineEncoder::new(opus).unwrap();
+    let mut out = Vec::with_capacity(1);
+    let mut next = 0;
+    group.bench_function("opus_frame", |b| {
+        b.iter(|| {
+            out.clear();
+            let frame = &speech[next * 320..(next + 1) * 320];
+            encoder.encode(black_box(frame), &mut out).unwrap();
+            next = (next + 1) % (speech.len() / 320);
         })
     });
     group.finish();

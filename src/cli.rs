@@ -119,6 +119,9 @@ pub struct ServeArgs {
     /// Twilio auth token; when set, the voice webhook checks X-Twilio-Signature.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
     pub twilio_auth_token: Option<String>,
+    /// Vonage signature secret; when set, the answer webhook checks the signed JWT.
+    #[arg(long, env = "VONAGE_SIGNATURE_SECRET", hide_env_values = true)]
+    pub vonage_signature_secret: Option<String>,
     /// Take client addresses from the last X-Forwarded-For entry (only behind one trusted proxy).
     #[arg(long, env = "CALLGENIUS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
@@ -140,6 +143,7 @@ impl ServeArgs {
             models_dir: self.models_dir,
             stream_secret: self.stream_secret.map(SecretString::from),
             twilio_auth_token: self.twilio_auth_token.map(SecretString::from),
+            vonage_signature_secret: self.vonage_signature_secret.map(SecretString::from),
         }
     }
 }

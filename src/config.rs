@@ -37,6 +37,8 @@ pub struct Config {
     pub stream_secret: Option<SecretString>,
     /// Twilio's auth token: when set, the voice webhook requires a valid `X-Twilio-Signature`.
     pub twilio_auth_token: Option<SecretString>,
+    /// Vonage's signature secret: when set, the answer webhook requires a valid signed JWT.
+    pub vonage_signature_secret: Option<SecretString>,
     /// The voice activity detector calls use, and WebRTC's aggressiveness when it is chosen.
     pub vad: VadKind,
     pub vad_aggressiveness: Aggressiveness,
@@ -96,6 +98,7 @@ impl Config {
             preload_models: true,
             stream_secret: None,
             twilio_auth_token: None,
+            vonage_signature_secret: None,
             vad: VadKind::default(),
             vad_aggressiveness: Aggressiveness::default(),
             barge_in_ms: 400,
@@ -130,6 +133,7 @@ pub struct Overrides {
     pub models_dir: Option<PathBuf>,
     pub stream_secret: Option<SecretString>,
     pub twilio_auth_token: Option<SecretString>,
+    pub vonage_signature_secret: Option<SecretString>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
@@ -149,6 +153,7 @@ struct FileConfig {
     preload_models: Option<bool>,
     stream_secret: Option<String>,
     twilio_auth_token: Option<String>,
+    vonage_signature_secret: Option<String>,
     vad: Option<VadKind>,
     vad_aggressiveness: Option<u8>,
     barge_in_ms: Option<u16>,
@@ -231,6 +236,9 @@ impl Config {
             twilio_auth_token: overrides
                 .twilio_auth_token
                 .or(file.twilio_auth_token.map(SecretString::from)),
+            vonage_signature_secret: overrides
+                .vonage_signature_secret
+                .or(file.vonage_signature_secret.map(SecretString::from)),
             vad: file.vad.unwrap_or(defaults.vad),
             barge_in_ms: file.barge_in_ms.unwrap_or(defaults.barge_in_ms),
             vad_aggressiveness: match file.vad_aggressiveness {

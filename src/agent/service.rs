@@ -15,6 +15,9 @@ pub enum AgentError {
     NotFound,
     #[error("agent version not found")]
     VersionNotFound,
+    /// The agent is being deleted (it waits for its live calls to end) and takes no changes.
+    #[error("the agent is being deleted")]
+    Deleting,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -64,6 +67,19 @@ pub async fn create(
     Ok(agent)
 }
 
+/// Makes the next version current, unless the agent is being deleted (the transaction is then
+/// dropped, which undoes the bump).
+async fn bump_version(
+    tx: &mut crate::store::Tx,
+    tenant: TenantId,
+    agent: AgentId,
+) -> Result<i64, AgentError> {
+    match agents::bump_version(tx, tenant, agent).await? {
+        (_, status) if status == "deleting" => Err(AgentError::Deleting),
+        (version, _) => Ok(version),
+    }
+}
+
 /// Applies `change` to the current snapshot and stores the result as a new version. The current
 /// snapshot is read inside the write transaction, so concurrent partial updates never lose each
 /// other's fields.
@@ -76,7 +92,7 @@ pub async fn update(
     change: impl FnOnce(AgentSpec) -> AgentSpec,
 ) -> Result<AgentRow, AgentError> {
     let mut tx = db.begin_write().await?;
-    let version = agents::bump_version(&mut tx, tenant, agent).await?;
+    let version = bump_version(&mut tx, tenant, agent).await?;
     let current = agents::version_in(&mut *tx, tenant, agent, version - 1).await?;
     let spec = change(current.snapshot.spec()?);
     let compiled = compile(&spec);
@@ -109,7 +125,7 @@ pub async fn rollback(
     from: i64,
 ) -> Result<AgentRow, AgentError> {
     let mut tx = db.begin_write().await?;
-    let version = agents::bump_version(&mut tx, tenant, agent).await?;
+    let version = bump_version(&mut tx, tenant, agent).await?;
     let old = match agents::version_in(&mut *tx, tenant, agent, from).await {
         // `version` is the one being created; rolling back to it (or beyond) is no rollback.
         Ok(old) if from < version => old,

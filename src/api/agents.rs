@@ -393,6 +393,7 @@ async fn get_agent(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "The agent is being deleted", body = ErrorBody),
         (status = 422, body = ErrorBody),
     )
 )]
@@ -420,6 +421,7 @@ async fn replace_agent(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "The agent is being deleted", body = ErrorBody),
         (status = 422, body = ErrorBody),
     )
 )]
@@ -513,6 +515,7 @@ async fn get_version(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, description = "No such agent or version", body = ErrorBody),
+        (status = 409, description = "The agent is being deleted", body = ErrorBody),
     )
 )]
 async fn rollback(

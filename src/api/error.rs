@@ -161,6 +161,9 @@ impl From<AgentError> for ApiError {
             AgentError::NotFound | AgentError::VersionNotFound => {
                 ApiError::NotFound(error.to_string())
             }
+            AgentError::Deleting => {
+                ApiError::Conflict("the agent is being deleted and takes no changes".into())
+            }
             AgentError::Store(store) => store.into(),
         }
     }

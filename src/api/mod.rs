@@ -69,6 +69,7 @@ pub struct Telephony {
     /// Externally reachable base URL, without a trailing slash.
     pub public_url: Arc<str>,
     pub twilio_auth_token: Option<Arc<SecretString>>,
+    pub vonage_signature_secret: Option<Arc<SecretString>>,
 }
 
 impl Telephony {
@@ -83,6 +84,7 @@ impl Telephony {
             live: LiveCalls::new(),
             public_url: Arc::from(public_url.trim_end_matches('/')),
             twilio_auth_token: config.twilio_auth_token.clone().map(Arc::new),
+            vonage_signature_secret: config.vonage_signature_secret.clone().map(Arc::new),
         }
     }
 

@@ -209,10 +209,14 @@ pub async fn insert(tx: &mut Tx, tenant: TenantId, first: NewVersion<'_>) -> Sto
 
 /// Makes a new version current. Bumping the counter first takes the row's write lock, so
 /// concurrent updates of one agent are serialised and never reuse a version number.
-pub async fn bump_version(tx: &mut Tx, tenant: TenantId, agent: AgentId) -> StoreResult<i64> {
-    let version = sqlx::query_scalar(
+pub async fn bump_version(
+    tx: &mut Tx,
+    tenant: TenantId,
+    agent: AgentId,
+) -> StoreResult<(i64, String)> {
+    let version = sqlx::query_as(
         "UPDATE agents SET current_version = current_version + 1, updated_at = $1 \
-         WHERE tenant_id = $2 AND id = $3 RETURNING current_version",
+         WHERE tenant_id = $2 AND id = $3 RETURNING current_version, status",
     )
     .bind(now())
     .bind(tenant.0)

@@ -481,3 +481,65 @@ async fn telnyx_and_plivo_answer_webhooks_stream_the_call_to_the_agent() {
         );
     }
 }
+
+#[tokio::test]
+async fn with_a_signature_secret_the_vonage_answer_webhook_requires_a_signed_jwt() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.vonage_signature_secret = Some("vn-secret".to_owned().into())
+    })
+    .await;
+    let s = app.register("vsig@example.com", "Vsig").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let url = format!(
+        "{}/carrier/vonage/answer?agent_id={agent}&uuid=u-1",
+        app.base
+    );
+    let jwt = |secret: &str, iat: i64| {
+        let encode =
+            |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let input = format!(
+            "{}.{}",
+            encode(json!({ "alg": "HS256", "typ": "JWT" })),
+            encode(
+                json!({ "iat": iat, "jti": "jti-1", "iss": "Vonage", "application_id": "app-1" })
+            )
+        );
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(input.as_bytes());
+        let signature =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{input}.{signature}")
+    };
+    let now = chrono::Utc::now().timestamp();
+
+    let signed = app
+        .client
+        .get(&url)
+        .bearer_auth(jwt("vn-secret", now))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::OK);
+    let ncco: Value = signed.json().await.unwrap();
+    assert_eq!(ncco[0]["action"], "connect", "{ncco}");
+
+    for (label, request) in [
+        ("unsigned", app.client.get(&url)),
+        (
+            "wrong secret",
+            app.client.get(&url).bearer_auth(jwt("other", now)),
+        ),
+        (
+            "stale",
+            app.client
+                .get(&url)
+                .bearer_auth(jwt("vn-secret", now - 3600)),
+        ),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{label}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["message"], "invalid Vonage signature", "{label}");
+    }
+}

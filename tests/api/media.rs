@@ -490,6 +490,17 @@ async fn deleting_an_agent_in_a_call_waits_for_the_call_to_end() {
         )
         .await;
     crate::helpers::assert_error(&refused, StatusCode::CONFLICT);
+    // Nor does it take changes, and its history stays as it was.
+    let path = format!("/api/agents/{agent}");
+    let changed = app.patch(&path, &s.token, json!({ "name": "Late" })).await;
+    crate::helpers::assert_error(&changed, StatusCode::CONFLICT);
+    let rolled = app
+        .post(&format!("{path}/versions/1/rollback"), &s.token, json!({}))
+        .await;
+    crate::helpers::assert_error(&rolled, StatusCode::CONFLICT);
+    let still = app.get(&path, &s.token).await;
+    assert_eq!(still.body["name"], "Reception", "{}", still.body);
+    assert_eq!(still.body["current_version"], 1, "{}", still.body);
 
     twilio
         .send(json!({ "event": "stop", "streamSid": "MZ1" }))
