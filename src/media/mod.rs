@@ -1,10 +1,11 @@
 //! The media edge: carrier websockets in, the per-call session, agent audio out.
 //!
 //! `GET /media/twilio`, `/media/telnyx`, `/media/plivo` and `/media/vonage` upgrade to each
-//! carrier's media websocket, `/media/web` to the engine's own protocol for browsers ([`web`]); [`session`] runs the call whatever the carrier: caller audio goes through a bounded
-//! queue to a per-call DSP thread (decode, voice activity, endpointing), utterances to
-//! speech-to-text and the turn engine on the inference pool, the reply back clause by clause
-//! through text-to-speech, paced to real time, with marks and barge-in.
+//! carrier's media websocket, `/media/web` to the engine's own protocol for browsers ([`web`]).
+//! [`session`] runs the call whatever the carrier: caller audio goes through a bounded queue to
+//! a per-call DSP thread (decode, voice activity, endpointing), utterances to speech-to-text and
+//! the turn engine on the inference pool, the reply back clause by clause through
+//! text-to-speech, paced to real time, with marks and barge-in.
 
 pub mod backchannel;
 pub mod codec;

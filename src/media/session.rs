@@ -1,6 +1,7 @@
 //! One call on a carrier's media stream, from its start to its end. The carrier's protocol
-//! (Twilio, Telnyx, Plivo, Vonage, the browser protocol) is behind [`Inbound`] and [`Outbound`]; the audio's line format comes
-//! with the start message.
+//! (Twilio, Telnyx, Plivo, Vonage, the browser protocol) is behind [`Inbound`] and [`Outbound`];
+//! the audio's line format comes with the start message and is coded by a [`LineDecoder`] and a
+//! [`LineEncoder`] made for the call.
 //!
 //! Tasks and threads of a call:
 //! - this task reads the websocket and owns the call's state (turns, marks, barge-in);

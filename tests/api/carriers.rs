@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 use crate::media::settled_call;
 
 /// A speech fixture at 16 kHz between `lead_s` and `tail_s` seconds of silence.
@@ -27,6 +27,34 @@ fn caller_16k(lead_s: f32, tail_s: f32) -> Vec<f32> {
     samples
 }
 
+/// A test-call stream for `agent` in `carrier`'s protocol: (call id, stream URL with the token).
+async fn stream(app: &TestApp, token: &str, agent: i64, carrier: &str) -> (i64, String) {
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/test-call?carrier={carrier}"),
+            token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let url = r.body["stream_url"].as_str().unwrap().to_owned();
+    assert!(
+        url.contains(&format!("/media/{carrier}?token=v1.")),
+        "{url}"
+    );
+    (r.body["call_id"].as_i64().unwrap(), url)
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to a `/media/web` stream and sends its `start` message.
+async fn open_web(url: &str, start: Value) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket.send(Message::text(start.to_string())).await.unwrap();
+    socket
+}
+
 const OPUS: LineFormat = LineFormat {
     codec: Codec::Opus,
     sample_rate: OPUS_RATE,
@@ -37,17 +65,7 @@ async fn a_plivo_stream_in_l16_is_heard_and_answered_with_play_audio_and_checkpo
     let app = spawn_app().await;
     let s = app.register("plivo@example.com", "Plivo").await;
     let agent = app.create_agent(&s.token, "Reception").await;
-    let r = app
-        .post(
-            &format!("/api/agents/{agent}/test-call?carrier=plivo"),
-            &s.token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let call_id = r.body["call_id"].as_i64().unwrap();
-    let url = r.body["stream_url"].as_str().unwrap().to_owned();
-    assert!(url.contains("/media/plivo?token=v1."), "{url}");
+    let (call_id, url) = stream(&app, &s.token, agent, "plivo").await;
 
     let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
@@ -158,17 +176,7 @@ async fn a_browser_speaking_opus_interrupts_the_greeting_and_is_answered_in_opus
     let app = spawn_app().await;
     let s = app.register("web@example.com", "Web").await;
     let agent = app.create_agent(&s.token, "Reception").await;
-    let r = app
-        .post(
-            &format!("/api/agents/{agent}/test-call?carrier=web"),
-            &s.token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let call_id = r.body["call_id"].as_i64().unwrap();
-    let url = r.body["stream_url"].as_str().unwrap().to_owned();
-    assert!(url.contains("/media/web?token=v1."), "{url}");
+    let (call_id, url) = stream(&app, &s.token, agent, "web").await;
 
     let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
@@ -267,35 +275,13 @@ async fn a_browser_may_send_pcm16_and_a_bad_format_or_opus_packet_is_survived() 
     let app = spawn_app().await;
     let s = app.register("pcm@example.com", "Pcm").await;
     let agent = app.create_agent(&s.token, "Reception").await;
-    let stream = |carrier: &'static str| {
-        let (app, token) = (&app, s.token.clone());
-        async move {
-            let r = app
-                .post(
-                    &format!("/api/agents/{agent}/test-call?carrier={carrier}"),
-                    &token,
-                    json!({}),
-                )
-                .await;
-            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-            (
-                r.body["call_id"].as_i64().unwrap(),
-                r.body["stream_url"].as_str().unwrap().to_owned(),
-            )
-        }
-    };
-
     // PCM16 at 8 kHz: 320-byte frames come back.
-    let (call_id, url) = stream("web").await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .unwrap();
-    socket
-        .send(Message::text(
-            json!({ "type": "start", "encoding": "pcm16", "sample_rate": 8000 }).to_string(),
-        ))
-        .await
-        .unwrap();
+    let (call_id, url) = stream(&app, &s.token, agent, "web").await;
+    let mut socket = open_web(
+        &url,
+        json!({ "type": "start", "encoding": "pcm16", "sample_rate": 8000 }),
+    )
+    .await;
     let first = loop {
         match tokio::time::timeout(Duration::from_secs(60), socket.next())
             .await
@@ -322,14 +308,8 @@ async fn a_browser_may_send_pcm16_and_a_bad_format_or_opus_packet_is_survived() 
     assert_eq!(call["status"], "completed", "{call}");
 
     // An Opus call that sends garbage packets survives them.
-    let (call_id, url) = stream("web").await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .unwrap();
-    socket
-        .send(Message::text(json!({ "type": "start" }).to_string()))
-        .await
-        .unwrap();
+    let (call_id, url) = stream(&app, &s.token, agent, "web").await;
+    let mut socket = open_web(&url, json!({ "type": "start" })).await;
     for _ in 0..20 {
         socket.send(Message::binary(vec![0xFF; 7])).await.unwrap();
     }
@@ -341,16 +321,12 @@ async fn a_browser_may_send_pcm16_and_a_bad_format_or_opus_packet_is_survived() 
     assert_eq!(call["status"], "completed", "{call}");
 
     // A format the engine cannot run: the stream never starts and the call stays unstarted.
-    let (call_id, url) = stream("web").await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .unwrap();
-    socket
-        .send(Message::text(
-            json!({ "type": "start", "encoding": "pcm16", "sample_rate": 44100 }).to_string(),
-        ))
-        .await
-        .unwrap();
+    let (call_id, url) = stream(&app, &s.token, agent, "web").await;
+    let mut socket = open_web(
+        &url,
+        json!({ "type": "start", "encoding": "pcm16", "sample_rate": 44100 }),
+    )
+    .await;
     socket.close(None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let call = app
