@@ -7,7 +7,6 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use axum::routing::get;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
@@ -18,15 +17,13 @@ use crate::calls::Parties;
 use crate::domain::{Carrier, Direction};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    // Plivo's answer method is configurable; GET serves the same document.
-    OpenApiRouter::new()
-        .routes(routes!(answer_call))
-        .route("/carrier/plivo/answer", get(answer_call))
+    OpenApiRouter::new().routes(routes!(answer_call))
 }
 
-/// Answers an incoming Plivo call with a bidirectional audio stream to the agent.
+/// Answers an incoming Plivo call with a bidirectional audio stream to the agent. Plivo's answer
+/// method is configurable: GET serves the same document.
 #[utoipa::path(
-    post, path = "/carrier/plivo/answer", tag = "carrier",
+    method(get, post), path = "/carrier/plivo/answer", tag = "carrier",
     params(("agent_id" = i64, Query, description = "The agent that answers (until numbers are assigned)")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Plivo's call parameters (CallUUID, From, To, …); with GET they come in the query"),
     responses(

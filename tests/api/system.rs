@@ -86,6 +86,9 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
         "POST /api/tenants",
         "POST /api/tenants/switch",
         "POST /carrier/twilio/voice",
+        "POST /carrier/telnyx/voice",
+        "GET /carrier/plivo/answer",
+        "POST /carrier/plivo/answer",
         "GET /carrier/vonage/answer",
         "PUT /api/agents/{id}",
     ];
