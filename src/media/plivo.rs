@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::protocol::{self, Codec, Event, LineFormat, ProtocolError, StreamStart};
+use super::protocol::{self, Codec, Event, LineFormat, ProtocolError, StreamStart, digit, number};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -104,15 +104,6 @@ fn content_type(format: LineFormat) -> &'static str {
     }
 }
 
-/// Plivo sends numbers as numbers or as strings; accept both.
-fn number(value: Option<&Value>) -> Option<u32> {
-    match value? {
-        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
 /// The `token` among the start message's extra headers: an object, a JSON object in a string,
 /// or `key=value` pairs separated by `;` or `,`.
 fn header_token(extra: Option<&Value>) -> Option<String> {
@@ -168,11 +159,7 @@ impl Plivo {
                 Event::Media(bytes)
             }
             "dtmf" => {
-                let digit = match envelope.dtmf.and_then(|d| d.digit) {
-                    Some(Value::String(s)) => s.chars().next(),
-                    Some(Value::Number(n)) => n.to_string().chars().next(),
-                    _ => None,
-                };
+                let digit = digit(envelope.dtmf.and_then(|d| d.digit));
                 Event::Dtmf(digit.ok_or(ProtocolError::Missing("dtmf"))?)
             }
             "playedStream" => Event::Mark(envelope.name.ok_or(ProtocolError::Missing("name"))?),

@@ -66,6 +66,24 @@ pub enum ProtocolError {
     Binary,
 }
 
+/// A number that carriers send as a JSON number or as a string.
+pub fn number(value: Option<&serde_json::Value>) -> Option<u32> {
+    match value? {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A keypad digit, sent as a string (`"5"`) or a number (`5`).
+pub fn digit(value: Option<serde_json::Value>) -> Option<char> {
+    match value? {
+        serde_json::Value::String(s) => s.chars().next(),
+        serde_json::Value::Number(n) => n.to_string().chars().next(),
+        _ => None,
+    }
+}
+
 /// Reads a carrier's messages. Stateful: a carrier whose frames may arrive out of order
 /// reorders them here.
 pub trait Inbound: Send {

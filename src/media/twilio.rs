@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::protocol::{self, Event, LineFormat, ProtocolError, StreamStart};
+use super::protocol::{self, Event, LineFormat, ProtocolError, StreamStart, number};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -149,15 +149,6 @@ pub fn parse(text: &str) -> Result<Event, ProtocolError> {
         other => Err(ProtocolError::UnknownEvent(
             other.chars().take(32).collect(),
         )),
-    }
-}
-
-/// Twilio sends numbers as strings; accept both.
-fn number(value: Option<&serde_json::Value>) -> Option<u32> {
-    match value? {
-        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-        serde_json::Value::String(s) => s.parse().ok(),
-        _ => None,
     }
 }
 

@@ -62,16 +62,9 @@ impl protocol::Inbound for Vonage {
                         token: None,
                         format: line_format(envelope.content_type.as_deref())?,
                     })]),
-                    Some("websocket:dtmf") => {
-                        let digit = match envelope.digit {
-                            Some(serde_json::Value::String(s)) => s.chars().next(),
-                            Some(serde_json::Value::Number(n)) => n.to_string().chars().next(),
-                            _ => None,
-                        };
-                        digit
-                            .map(|d| vec![Event::Dtmf(d)])
-                            .ok_or(ProtocolError::Missing("dtmf"))
-                    }
+                    Some("websocket:dtmf") => protocol::digit(envelope.digit)
+                        .map(|d| vec![Event::Dtmf(d)])
+                        .ok_or(ProtocolError::Missing("dtmf")),
                     Some(other) => Err(ProtocolError::UnknownEvent(
                         other.chars().take(32).collect(),
                     )),

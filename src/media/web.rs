@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::codec::OPUS_RATE;
-use super::protocol::{self, Codec, Event, LineFormat, ProtocolError, StreamStart};
+use super::protocol::{self, Codec, Event, LineFormat, ProtocolError, StreamStart, digit};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -85,14 +85,7 @@ impl protocol::Inbound for Web {
                 token: envelope.token,
                 format: line_format(envelope.encoding.as_deref(), envelope.sample_rate.as_ref())?,
             }),
-            "dtmf" => {
-                let digit = match envelope.digit {
-                    Some(Value::String(s)) => s.chars().next(),
-                    Some(Value::Number(n)) => n.to_string().chars().next(),
-                    _ => None,
-                };
-                Event::Dtmf(digit.ok_or(ProtocolError::Missing("dtmf"))?)
-            }
+            "dtmf" => Event::Dtmf(digit(envelope.digit).ok_or(ProtocolError::Missing("dtmf"))?),
             "mark" => Event::Mark(envelope.name.ok_or(ProtocolError::Missing("mark"))?),
             "stop" => Event::Stop,
             other => {
