@@ -3,6 +3,7 @@
 
 pub mod registry;
 pub mod token;
+pub mod tools;
 
 use chrono::Utc;
 

@@ -27,11 +27,12 @@ use tracing::Instrument;
 
 use super::codec::{LineDecoder, LineEncoder};
 use super::protocol::{Event, Inbound, LineFormat, Outbound, StreamStart};
-use crate::agent::turn::{TurnContext, TurnInput, TurnOutput};
+use crate::agent::turn::{Conversation, TurnContext, TurnInput, TurnOutput};
 use crate::api::AppState;
 use crate::calls::registry::LiveCall;
 use crate::domain::{CallId, CallStatus, TenantId};
-use crate::models::{Models, moonshine, piper};
+use crate::models::{Models, moonshine};
+use crate::models::piper::ClauseStream;
 use crate::pipeline::endpoint::{EndpointEvent, Endpointer};
 use crate::pipeline::{resample::resample, vad};
 use crate::store::calls::{self as call_store, TurnRow};
@@ -54,6 +55,7 @@ enum DspEvent {
     Utterance {
         audio: Vec<f32>,
         endpoint_wait: Duration,
+        start_ms: u64,
     },
     Failed(String),
 }
@@ -84,7 +86,14 @@ enum TurnNote {
         mark: String,
         text: String,
     },
-    Done(TurnRow),
+    Done(TurnRow, Option<LineAction>),
+}
+
+/// What the agent asked the line to do once its reply has been heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LineAction {
+    Hangup,
+    Transfer(String),
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -125,7 +134,7 @@ pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
             return close(&mut sink, POLICY_VIOLATION, "invalid stream token").await;
         }
     };
-    match call_store::start(
+    let call_row = match call_store::start(
         &state.db,
         claims.tenant,
         claims.call,
@@ -133,7 +142,7 @@ pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
     )
     .await
     {
-        Ok(_) => {}
+        Ok(row) => row,
         Err(StoreError::Conflict | StoreError::NotFound) => {
             return close(&mut sink, POLICY_VIOLATION, "stream token already used").await;
         }
@@ -141,7 +150,7 @@ pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
             tracing::error!(call_id = %claims.call, %error, "could not start the call");
             return close(&mut sink, INTERNAL_ERROR, "internal error").await;
         }
-    }
+    };
     let live = state.telephony.live.register(
         claims.call,
         LiveCall {
@@ -157,6 +166,7 @@ pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
         claims.call,
         claims.tenant,
         claims.agent,
+        &call_row,
         Line {
             stream_id: start.stream_id,
             format: start.format,
@@ -278,6 +288,11 @@ struct Call {
     current: Option<TurnRow>,
     /// Whether the running turn's task has finished (its audio may still be playing).
     turn_done: bool,
+    /// What the running turn asked the line to do once it has been heard.
+    action: Option<LineAction>,
+    /// An action whose reply has been heard: the call loop carries it out.
+    due: Option<LineAction>,
+    conversation: Arc<tokio::sync::Mutex<Box<dyn Conversation>>>,
 }
 
 impl Call {
@@ -286,6 +301,7 @@ impl Call {
         call: CallId,
         tenant: TenantId,
         agent: crate::domain::AgentId,
+        call_row: &call_store::CallRow,
         line: Line,
         sink: Sink,
         mut stream: SplitStream<WebSocket>,
@@ -340,20 +356,38 @@ impl Call {
 
         let (notes_tx, mut notes_rx) = mpsc::channel::<TurnNote>(64);
 
-        let ctx = Arc::new(TurnContext {
-            call,
+        let ctx = match turn_context(state, call_row, &agent_row).await {
+            Ok(ctx) => Arc::new(ctx),
+            Err(reason) => {
+                let _ = out_tx
+                    .send(Out::Close {
+                        code: INTERNAL_ERROR,
+                        reason: "the call could not start",
+                    })
+                    .await;
+                drop(out_tx);
+                let _ = writer.await;
+                return Err(reason);
+            }
+        };
+        let engine = Arc::clone(&state.media.turns);
+        let tools = Arc::new(crate::calls::tools::CallTools {
+            db: state.db.clone(),
             tenant,
+            call,
             agent,
-            agent_name: agent_row.snapshot.name.clone(),
-            instructions: agent_row.compiled_instructions.clone(),
+            caller_number: ctx.caller_number.clone(),
+            timezone: ctx.timezone,
         });
+        let conversation = engine.open(Arc::clone(&ctx), tools);
         let speaker = Arc::new(Speaker {
             state: state.clone(),
             models,
             voice_id,
-            ctx,
+            conversation: Arc::new(tokio::sync::Mutex::new(conversation)),
             format,
             encoder: Arc::new(std::sync::Mutex::new(encoder)),
+            call_started: Instant::now(),
         });
         let mut call_state = Call {
             db: state.db.clone(),
@@ -369,8 +403,12 @@ impl Call {
             heard: Vec::new(),
             current: None,
             turn_done: false,
+            action: None,
+            due: None,
+            conversation: Arc::clone(&speaker.conversation),
         };
-        if let Some(greeting) = state.media.turns.greeting(&speaker.ctx) {
+        let greeting = speaker.conversation.lock().await.greeting();
+        if let Some(greeting) = greeting {
             call_state
                 .start_turn(&speaker, TurnStart::Greeting(greeting))
                 .await;
@@ -428,12 +466,14 @@ impl Call {
                             call_state.barge_in_if_speaking().await;
                         }
                     }
-                    Some(DspEvent::Utterance { audio, endpoint_wait }) => {
+                    Some(DspEvent::Utterance { audio, endpoint_wait, start_ms }) => {
                         if std::mem::take(&mut interjecting) {
                             // Short speech over the agent: a backchannel, or an interruption?
-                            call_state.short_interjection(&speaker, audio, endpoint_wait).await;
+                            call_state
+                                .short_interjection(&speaker, audio, endpoint_wait, start_ms)
+                                .await;
                         } else {
-                            let start = TurnStart::Audio(audio, endpoint_wait);
+                            let start = TurnStart::Audio(audio, endpoint_wait, start_ms);
                             call_state.start_turn(&speaker, start).await;
                         }
                     }
@@ -442,6 +482,9 @@ impl Call {
                 },
                                 Some(note) = notes_rx.recv() => call_state.note(note).await,
                 Some(name) = played_rx.recv() => call_state.mark_played(&name).await,
+            }
+            if let Some(action) = call_state.due.take() {
+                break Ok(call_state.carry_out(action).await);
             }
         };
         metrics::counter!("media_frames_dropped_total").increment(dropped);
@@ -514,6 +557,7 @@ impl Call {
         speaker: &Arc<Speaker>,
         audio: Vec<f32>,
         endpoint_wait: Duration,
+        offset_ms: u64,
     ) {
         let started = Instant::now();
         let Some(text) = speaker.transcribe(audio).await else {
@@ -532,9 +576,22 @@ impl Call {
                 text,
                 endpoint_wait,
                 stt,
+                offset_ms,
             },
         )
         .await;
+    }
+
+    /// Hangs up or transfers once the agent's last words have been heard; returns the
+    /// disposition.
+    async fn carry_out(&mut self, action: LineAction) -> &'static str {
+        match action {
+            LineAction::Hangup => "agent-hangup",
+            LineAction::Transfer(number) => {
+                tracing::info!(%number, "transferring the caller");
+                "transferred"
+            }
+        }
     }
 
     fn speaking(&self) -> bool {
@@ -576,8 +633,9 @@ impl Call {
             TurnNote::ClauseQueued { turn, mark, text } if Some(turn) == current => {
                 self.pending_marks.push((mark, text))
             }
-            TurnNote::Done(row) if Some(row.turn) == current => {
+            TurnNote::Done(row, action) if Some(row.turn) == current => {
                 self.current = Some(row);
+                self.action = action;
                 self.turn_done = true;
                 if self.pending_marks.is_empty() {
                     self.finish_turn(false).await;
@@ -590,12 +648,21 @@ impl Call {
     /// Stores the turn's report with what the caller heard.
     async fn finish_turn(&mut self, interrupted: bool) {
         self.turn_done = false;
+        let action = self.action.take();
         let Some(mut row) = self.current.take() else {
             return;
         };
         row.agent_text = (!self.heard.is_empty()).then(|| self.heard.join(" "));
         row.interrupted = i64::from(interrupted);
         self.heard.clear();
+        if interrupted {
+            // The conversation remembers only what the caller heard; a hang-up or transfer the
+            // caller talked over is not carried out.
+            let heard = row.agent_text.clone().unwrap_or_default();
+            self.conversation.lock().await.interrupted(&heard);
+        } else {
+            self.due = action;
+        }
         for (stage, ms) in [
             ("endpoint_wait", row.endpoint_wait_ms),
             ("stt", row.stt_ms),
@@ -641,13 +708,15 @@ impl Call {
 
 enum TurnStart {
     Greeting(String),
-    /// Caller audio at the line rate, and how long endpointing waited after the speech ended.
-    Audio(Vec<f32>, Duration),
+    /// Caller audio at the line rate, how long endpointing waited after the speech ended, and
+    /// when the speech began (ms from the start of the stream).
+    Audio(Vec<f32>, Duration, u64),
     /// An utterance already transcribed (a short interjection), with its timings.
     Heard {
         text: String,
         endpoint_wait: Duration,
         stt: Duration,
+        offset_ms: u64,
     },
     Input(TurnInput, Option<Duration>),
 }
@@ -659,7 +728,7 @@ struct TurnJob {
     notes: mpsc::Sender<TurnNote>,
 }
 
-/// What a turn task needs: the models, the agent's voice and the turn engine.
+/// What a turn task needs: the models, the agent's voice and the call's conversation.
 struct Speaker {
     state: AppState,
     /// The line's audio format: what the caller's audio arrives in and the agent's must go out in.
@@ -668,7 +737,9 @@ struct Speaker {
     encoder: Arc<std::sync::Mutex<LineEncoder>>,
     models: Arc<Models>,
     voice_id: String,
-    ctx: Arc<TurnContext>,
+    conversation: Arc<tokio::sync::Mutex<Box<dyn Conversation>>>,
+    /// When the call's stream started: transcript offsets count from here.
+    call_started: Instant,
 }
 
 impl Speaker {
@@ -709,26 +780,36 @@ impl Speaker {
         };
         let input = match start {
             TurnStart::Greeting(text) => {
-                self.speak_reply(&job, &mut row, began, None, text).await;
-                let _ = job.notes.send(TurnNote::Done(row)).await;
+                let (tx, rx) = mpsc::channel(1);
+                let _ = tx.send(TurnOutput::Text(text)).await;
+                drop(tx);
+                let action = self.speak_stream(&job, &mut row, began, None, rx).await;
+                let _ = job.notes.send(TurnNote::Done(row, action)).await;
                 return;
             }
             TurnStart::Input(input, wait) => {
                 row.endpoint_wait_ms = wait.map(|w| w.as_millis() as i64);
+                row.caller_offset_ms = Some(self.call_started.elapsed().as_millis() as i64);
+                if let TurnInput::Dtmf(digit) = input {
+                    row.caller_text = Some(format!("[pressed {digit}]"));
+                }
                 input
             }
             TurnStart::Heard {
                 text,
                 endpoint_wait,
                 stt,
+                offset_ms,
             } => {
                 row.endpoint_wait_ms = Some(endpoint_wait.as_millis() as i64);
                 row.stt_ms = Some(stt.as_millis() as i64);
                 row.caller_text = Some(text.clone());
+                row.caller_offset_ms = Some(offset_ms as i64);
                 TurnInput::Utterance(text)
             }
-            TurnStart::Audio(audio, wait) => {
+            TurnStart::Audio(audio, wait, offset_ms) => {
                 row.endpoint_wait_ms = Some(wait.as_millis() as i64);
+                row.caller_offset_ms = Some(offset_ms as i64);
                 let Some(text) = self.transcribe(audio).await else {
                     return;
                 };
@@ -741,120 +822,207 @@ impl Speaker {
                 TurnInput::Utterance(text)
             }
         };
-        let (tx, mut rx) = mpsc::channel::<TurnOutput>(32);
-        let turns = Arc::clone(&self.state.media.turns);
-        let ctx = Arc::clone(&self.ctx);
-        let engine = tokio::spawn(async move { turns.respond(&ctx, input, tx).await });
-        let mut text = String::new();
-        let turn_started = Instant::now();
-        while let Some(output) = rx.recv().await {
-            if let TurnOutput::Text(chunk) = output {
-                if row.turn_ms.is_none() {
-                    row.turn_ms = Some(turn_started.elapsed().as_millis() as i64);
-                }
-                text.push_str(&chunk);
-            }
-        }
-        if let Ok(Err(error)) = engine.await {
-            tracing::error!(%error, "turn engine failed");
-        }
+        let (tx, rx) = mpsc::channel::<TurnOutput>(32);
+        let conversation = Arc::clone(&self.conversation);
+        // The engine and the voice run together: each clause is spoken as soon as it is complete.
+        // Both live in this task, so aborting the turn (barge-in) cancels the engine too.
+        let engine = async move {
+            let mut conversation = conversation.lock().await;
+            conversation.respond(input, tx).await
+        };
         let wait = row
             .endpoint_wait_ms
             .map(|ms| Duration::from_millis(ms as u64));
-        self.speak_reply(&job, &mut row, began, wait, text).await;
-        let _ = job.notes.send(TurnNote::Done(row)).await;
+        let turn_started = Instant::now();
+        let speak = self.speak_stream(&job, &mut row, turn_started, wait, rx);
+        let (outcome, action) = tokio::join!(engine, speak);
+        if let Err(error) = outcome {
+            tracing::error!(%error, "turn engine failed");
+        }
+        let _ = job.notes.send(TurnNote::Done(row, action)).await;
     }
 
-    /// Synthesises `text` clause by clause and queues it for the caller, each clause followed by
-    /// a mark.
-    async fn speak_reply(
+    /// Speaks the engine's output as it arrives, clause by clause, each clause followed by a
+    /// mark; returns what the engine asked the line to do afterwards.
+    async fn speak_stream(
         &self,
         job: &TurnJob,
         row: &mut TurnRow,
-        began: Instant,
+        turn_started: Instant,
         wait: Option<Duration>,
-        text: String,
-    ) {
-        let Some(voice) = self.models.voices.get(&self.voice_id) else {
-            return;
-        };
-        for (index, clause) in piper::clauses(&text).into_iter().enumerate() {
-            let synth_started = Instant::now();
-            let voice = Arc::clone(&voice);
-            let to_say = clause.clone();
-            let line_rate = self.format.sample_rate;
-            let encoder = Arc::clone(&self.encoder);
-            let audio = self
-                .state
-                .speech
-                .pool()
-                .run(move || {
-                    let speech = voice
-                        .synthesize_clause(&to_say)
-                        .map_err(|e| e.to_string())?;
-                    let line = resample(&speech, voice.sample_rate, line_rate)
-                        .map_err(|e| e.to_string())?;
-                    let mut frames = Vec::with_capacity(line.len() / 160 + 1);
-                    let mut encoder = encoder.lock().map_err(|_| "the encoder failed")?;
-                    encoder
-                        .encode(&line, &mut frames)
-                        .map_err(|e| e.to_string())?;
-                    Ok::<_, String>(frames)
-                })
-                .await;
-            let frames = match audio {
-                Ok(Ok(frames)) => frames,
-                Ok(Err(error)) => return tracing::error!(%error, "text to speech failed"),
-                Err(error) => return tracing::error!(%error, "text to speech failed"),
-            };
-            if index == 0 {
-                row.tts_ms = Some(synth_started.elapsed().as_millis() as i64);
-            }
-            let mut first_written = None;
-            for (n, frame) in frames.into_iter().enumerate() {
-                let written = if index == 0 && n == 0 {
-                    let (tx, rx) = oneshot::channel();
-                    first_written = Some(rx);
-                    Some(tx)
-                } else {
-                    None
-                };
-                if job
-                    .out
-                    .send(Out::Media {
-                        generation: job.generation,
-                        bytes: frame,
-                        written,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
+        mut outputs: mpsc::Receiver<TurnOutput>,
+    ) -> Option<LineAction> {
+        let mut splitter = ClauseStream::default();
+        let mut action = None;
+        let mut index = 0usize;
+        let mut speaking = true;
+        loop {
+            let (clauses, done) = match outputs.recv().await {
+                Some(TurnOutput::Text(chunk)) => {
+                    if row.turn_ms.is_none() && !chunk.trim().is_empty() {
+                        row.turn_ms = Some(turn_started.elapsed().as_millis() as i64);
+                    }
+                    (splitter.push(&chunk), false)
                 }
-            }
-            let mark = format!("turn-{}-clause-{}", job.number, index + 1);
-            let note = TurnNote::ClauseQueued {
-                turn: job.number,
-                mark: mark.clone(),
-                text: clause,
+                Some(TurnOutput::EndCall) => {
+                    action = Some(LineAction::Hangup);
+                    (Vec::new(), false)
+                }
+                Some(TurnOutput::Transfer(number)) => {
+                    action = Some(LineAction::Transfer(number));
+                    (Vec::new(), false)
+                }
+                None => (splitter.finish(), true),
             };
-            let _ = job.notes.send(note).await;
-            let _ = job
-                .out
-                .send(Out::Mark {
-                    generation: job.generation,
-                    name: mark,
-                })
-                .await;
-            if let Some(first) = first_written
-                && let Ok(at) = first.await
-            {
-                let since_speech_end = at.duration_since(began) + wait.unwrap_or_default();
-                row.total_ms = Some(since_speech_end.as_millis() as i64);
-                let _ = job.notes.send(TurnNote::Progress(row.clone())).await;
+            for clause in clauses {
+                // After a failure nothing more is said, but the engine's output is still drained.
+                if speaking {
+                    speaking = self
+                        .speak_clause(job, row, turn_started, wait, index, clause)
+                        .await;
+                }
+                index += 1;
+            }
+            if done {
+                return action;
             }
         }
     }
+
+    /// Synthesises one clause and queues it for the caller with its mark; `false` if the call
+    /// can take no more audio.
+    async fn speak_clause(
+        &self,
+        job: &TurnJob,
+        row: &mut TurnRow,
+        turn_started: Instant,
+        wait: Option<Duration>,
+        index: usize,
+        clause: String,
+    ) -> bool {
+        let Some(voice) = self.models.voices.get(&self.voice_id) else {
+            return false;
+        };
+        let synth_started = Instant::now();
+        let to_say = clause.clone();
+        let line_rate = self.format.sample_rate;
+        let encoder = Arc::clone(&self.encoder);
+        let audio = self
+            .state
+            .speech
+            .pool()
+            .run(move || {
+                let speech = voice
+                    .synthesize_clause(&to_say)
+                    .map_err(|e| e.to_string())?;
+                let line =
+                    resample(&speech, voice.sample_rate, line_rate).map_err(|e| e.to_string())?;
+                let mut frames = Vec::with_capacity(line.len() / 160 + 1);
+                let mut encoder = encoder.lock().map_err(|_| "the encoder failed")?;
+                encoder
+                    .encode(&line, &mut frames)
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(frames)
+            })
+            .await;
+        let frames = match audio {
+            Ok(Ok(frames)) => frames,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "text to speech failed");
+                return false;
+            }
+            Err(error) => {
+                tracing::error!(%error, "text to speech failed");
+                return false;
+            }
+        };
+        if index == 0 {
+            row.tts_ms = Some(synth_started.elapsed().as_millis() as i64);
+        }
+        let mut first_written = None;
+        for (n, frame) in frames.into_iter().enumerate() {
+            let written = if index == 0 && n == 0 {
+                let (tx, rx) = oneshot::channel();
+                first_written = Some(rx);
+                Some(tx)
+            } else {
+                None
+            };
+            let media = Out::Media {
+                generation: job.generation,
+                bytes: frame,
+                written,
+            };
+            if job.out.send(media).await.is_err() {
+                return false;
+            }
+        }
+        let mark = format!("turn-{}-clause-{}", job.number, index + 1);
+        let note = TurnNote::ClauseQueued {
+            turn: job.number,
+            mark: mark.clone(),
+            text: clause,
+        };
+        let _ = job.notes.send(note).await;
+        let _ = job
+            .out
+            .send(Out::Mark {
+                generation: job.generation,
+                name: mark,
+            })
+            .await;
+        if let Some(first) = first_written
+            && let Ok(at) = first.await
+        {
+            // Total: from the end of the caller's speech (endpoint wait + speech-to-text before
+            // the turn started) to the first agent frame on the wire.
+            let before_turn = wait.unwrap_or_default()
+                + Duration::from_millis(row.stt_ms.unwrap_or(0) as u64);
+            row.total_ms = Some((at.duration_since(turn_started) + before_turn).as_millis() as i64);
+            row.agent_offset_ms = Some(at.duration_since(self.call_started).as_millis() as i64);
+            let _ = job.notes.send(TurnNote::Progress(row.clone())).await;
+        }
+        true
+    }
+}
+
+/// What the turn engine is told about the call: the agent's version, the tenant's time zone, the
+/// caller and the tools on offer.
+async fn turn_context(
+    state: &AppState,
+    call: &call_store::CallRow,
+    agent: &agent_store::AgentRow,
+) -> Result<TurnContext, String> {
+    let tenant = TenantId(call.tenant_id);
+    let settings = crate::store::accounts::tenant_settings(&state.db, tenant)
+        .await
+        .map_err(|e| e.to_string())?;
+    let spec = agent.snapshot.spec().map_err(|e| e.to_string())?;
+    let timezone = settings.timezone.parse().unwrap_or(chrono_tz::UTC);
+    // The caller is the other party: who called in, or whom an outbound call reached.
+    let caller_number = if call.direction == "outbound" {
+        call.to_number.clone()
+    } else {
+        call.from_number.clone()
+    };
+    Ok(TurnContext {
+        call: CallId(call.id),
+        tenant,
+        agent: crate::domain::AgentId(agent.id),
+        agent_name: spec.name.clone(),
+        instructions: agent.compiled_instructions.clone(),
+        system_prompt: spec.system_prompt.clone(),
+        personality: spec.personality,
+        language: spec.language.clone(),
+        caller_number,
+        timezone,
+        started_at: chrono::Utc::now(),
+        tools: crate::agent::turn::Tools {
+            book_appointment: true,
+            end_call: true,
+            transfer_to: None,
+        },
+    })
 }
 
 /// The DSP thread: decode, detect, endpoint. Runs until the frame queue closes.
@@ -890,8 +1058,13 @@ fn dsp_loop(
             let event = match event {
                 EndpointEvent::SpeechStarted { .. } => DspEvent::SpeechStarted,
                 EndpointEvent::SpeechSustained { .. } => DspEvent::SpeechSustained,
-                EndpointEvent::UtteranceEnded { speech_end_ms, .. } => DspEvent::Utterance {
+                EndpointEvent::UtteranceEnded {
+                    speech_end_ms,
+                    start_ms,
+                    ..
+                } => DspEvent::Utterance {
                     audio: endpointer.utterance().to_vec(),
+                    start_ms,
                     endpoint_wait: Duration::from_millis(position_ms.saturating_sub(speech_end_ms)),
                 },
             };

@@ -254,6 +254,41 @@ pub fn clauses(text: &str) -> Vec<String> {
     out
 }
 
+/// Splits text that arrives in pieces (a streamed reply) into clauses as soon as each is
+/// complete: a clause mark followed by white space. The rest waits for more text or
+/// [`ClauseStream::finish`].
+#[derive(Debug, Default)]
+pub struct ClauseStream {
+    pending: String,
+}
+
+impl ClauseStream {
+    /// Adds `text`; returns the clauses it completed.
+    pub fn push(&mut self, text: &str) -> Vec<String> {
+        self.pending.push_str(text);
+        let bytes = self.pending.as_bytes();
+        // The end of the last mark that is followed by white space.
+        let mut cut = None;
+        for (at, c) in self.pending.char_indices() {
+            let next = at + c.len_utf8();
+            if CLAUSE_MARKS.contains(&c) && bytes.get(next).is_some_and(u8::is_ascii_whitespace) {
+                cut = Some(next);
+            }
+        }
+        let Some(cut) = cut else {
+            return Vec::new();
+        };
+        let rest = self.pending.split_off(cut);
+        let complete = std::mem::replace(&mut self.pending, rest);
+        clauses(&complete)
+    }
+
+    /// The clauses left when the text is over.
+    pub fn finish(&mut self) -> Vec<String> {
+        clauses(&std::mem::take(&mut self.pending))
+    }
+}
+
 /// IPA for one clause from espeak-ng, with the clause's final mark put back.
 fn phonemize(espeak_voice: &str, clause: &str) -> Result<String, ModelError> {
     let mark = clause.chars().last().filter(|c| CLAUSE_MARKS.contains(c));
@@ -299,6 +334,18 @@ impl VoiceCatalogue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn clause_stream_cuts_only_complete_clauses() {
+        let mut stream = super::ClauseStream::default();
+        assert!(stream.push("Sure, ").len() == 1);
+        assert!(stream.push("it costs 3").is_empty());
+        assert!(stream.push(".50 a").is_empty());
+        assert_eq!(stream.push(" slice. Any"), vec!["it costs 3.50 a slice."]);
+        assert_eq!(stream.push("thing else?"), Vec::<String>::new());
+        assert_eq!(stream.finish(), vec!["Anything else?"]);
+        assert!(stream.finish().is_empty());
+    }
+
     use super::*;
 
     #[test]

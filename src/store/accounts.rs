@@ -113,6 +113,35 @@ pub async fn insert_membership(
     Ok(())
 }
 
+/// The tenant's call settings: its time zone (IANA name) and default turn engine.
+#[derive(Debug, Clone, FromRow)]
+pub struct TenantSettingsRow {
+    pub timezone: String,
+    pub turn_engine: String,
+}
+
+pub async fn tenant_settings(db: &Db, tenant: TenantId) -> StoreResult<TenantSettingsRow> {
+    let row = sqlx::query_as("SELECT timezone, turn_engine FROM tenants WHERE id = $1")
+        .bind(tenant.0)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(row)
+}
+
+pub async fn update_tenant_settings(
+    db: &Db,
+    tenant: TenantId,
+    settings: &TenantSettingsRow,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE tenants SET timezone = $1, turn_engine = $2 WHERE id = $3")
+        .bind(&settings.timezone)
+        .bind(&settings.turn_engine)
+        .bind(tenant.0)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 pub async fn tenant(db: &Db, tenant: TenantId) -> StoreResult<TenantRow> {
     let row = sqlx::query_as("SELECT * FROM tenants WHERE id = $1")
         .bind(tenant.0)

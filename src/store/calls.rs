@@ -123,6 +123,10 @@ pub struct TurnRow {
     pub tts_ms: Option<i64>,
     pub total_ms: Option<i64>,
     pub interrupted: i64,
+    /// When the caller's utterance began, from the start of the call.
+    pub caller_offset_ms: Option<i64>,
+    /// When the agent's reply was first heard, from the start of the call.
+    pub agent_offset_ms: Option<i64>,
 }
 
 pub async fn insert_turn(
@@ -133,8 +137,9 @@ pub async fn insert_turn(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO call_turns (call_id, tenant_id, turn, caller_text, agent_text, \
-            endpoint_wait_ms, stt_ms, turn_ms, tts_ms, total_ms, interrupted, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            endpoint_wait_ms, stt_ms, turn_ms, tts_ms, total_ms, interrupted, created_at, \
+            caller_offset_ms, agent_offset_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(call.0)
     .bind(tenant.0)
@@ -148,6 +153,8 @@ pub async fn insert_turn(
     .bind(turn.total_ms)
     .bind(turn.interrupted)
     .bind(now())
+    .bind(turn.caller_offset_ms)
+    .bind(turn.agent_offset_ms)
     .execute(db.pool())
     .await?;
     Ok(())
@@ -156,7 +163,7 @@ pub async fn insert_turn(
 pub async fn turns(db: &Db, tenant: TenantId, call: CallId) -> StoreResult<Vec<TurnRow>> {
     let rows = sqlx::query_as(
         "SELECT turn, caller_text, agent_text, endpoint_wait_ms, stt_ms, turn_ms, tts_ms, \
-                total_ms, interrupted \
+                total_ms, interrupted, caller_offset_ms, agent_offset_ms \
          FROM call_turns WHERE tenant_id = $1 AND call_id = $2 ORDER BY turn",
     )
     .bind(tenant.0)

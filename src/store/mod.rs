@@ -7,7 +7,9 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod bookings;
 pub mod calls;
+pub mod outbox;
 
 use std::str::FromStr;
 use std::time::Duration;
