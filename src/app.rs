@@ -9,11 +9,9 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
-use crate::agent::turn::Echo;
 use crate::api::{self, AppState, Telephony};
 use crate::config::Config;
-use crate::media::backchannel::CommonBackchannels;
-use crate::media::{MediaConfig, MediaState};
+use crate::media::MediaState;
 use crate::models::SpeechModels;
 use crate::models::pool::InferencePool;
 use crate::store::{Db, StoreError};
@@ -84,11 +82,7 @@ impl Application {
         let speech = SpeechModels::open(&config.models_dir, &config.voice_aliases, pool)
             .map_err(StartError::Models)?;
         let telephony = Telephony::new(&config, &public_url);
-        let media = MediaState {
-            config: Arc::new(MediaConfig::from_config(&config)),
-            turns: Arc::new(Echo),
-            backchannels: Arc::new(CommonBackchannels),
-        };
+        let media = MediaState::from_config(&config);
         let state = AppState::new(db, &config.limits, Arc::new(speech), telephony, media);
         let router = api::router(state.clone(), &config.limits);
         tracing::info!(
@@ -131,6 +125,15 @@ impl Application {
             preload_models,
             ..
         } = self;
+        // Calls whose after-call work was cut short by a stop are finished now.
+        let resumed = state.clone();
+        tokio::spawn(async move {
+            match crate::calls::aftercall::resume_unfinished(&resumed).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(calls = n, "finished the after-call work of earlier calls"),
+                Err(error) => tracing::error!(%error, "could not resume after-call work"),
+            }
+        });
         if preload_models {
             let speech = Arc::clone(&state.speech);
             tokio::spawn(async move {

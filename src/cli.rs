@@ -122,6 +122,19 @@ pub struct ServeArgs {
     /// Vonage signature secret; when set, the answer webhook checks the signed JWT.
     #[arg(long, env = "VONAGE_SIGNATURE_SECRET", hide_env_values = true)]
     pub vonage_signature_secret: Option<String>,
+    /// Base URL of an OpenAI-compatible chat-completions API (e.g. http://127.0.0.1:8000/v1);
+    /// when set, agents use it unless they choose the embedded responder.
+    #[arg(long, env = "CALLGENIUS_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// The model name sent to that API.
+    #[arg(long, env = "CALLGENIUS_LLM_MODEL")]
+    pub llm_model: Option<String>,
+    /// The API key sent as a bearer token (never logged or returned by the API).
+    #[arg(long, env = "CALLGENIUS_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+    /// Twilio account SID: with the auth token, lets agents transfer Twilio calls.
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
     /// Take client addresses from the last X-Forwarded-For entry (only behind one trusted proxy).
     #[arg(long, env = "CALLGENIUS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
@@ -144,6 +157,10 @@ impl ServeArgs {
             stream_secret: self.stream_secret.map(SecretString::from),
             twilio_auth_token: self.twilio_auth_token.map(SecretString::from),
             vonage_signature_secret: self.vonage_signature_secret.map(SecretString::from),
+            llm_base_url: self.llm_base_url,
+            llm_model: self.llm_model,
+            llm_api_key: self.llm_api_key.map(SecretString::from),
+            twilio_account_sid: self.twilio_account_sid,
         }
     }
 }

@@ -45,7 +45,30 @@ pub struct Config {
     /// Caller speech longer than this (ms) while the agent speaks interrupts it.
     pub barge_in_ms: u16,
     pub db_max_connections: u32,
+    /// Record calls (MP3 under `data_dir/recordings`).
+    pub record_calls: bool,
+    /// The OpenAI-compatible chat-completions API agents may use; `None`: the embedded
+    /// responder answers every call.
+    pub llm: Option<LlmSettings>,
+    /// Twilio's REST API, for transferring calls: account SID and base URL.
+    pub twilio_account_sid: Option<String>,
+    pub twilio_api_url: String,
 }
+
+/// An OpenAI-compatible chat-completions API.
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<SecretString>,
+    /// How long a request may take to produce its first token.
+    pub timeout_ms: u64,
+    /// Retries before the first token (connection errors, timeouts, 429, 5xx).
+    pub retries: u32,
+}
+
+/// Twilio's REST API base.
+pub const TWILIO_API_URL: &str = "https://api.twilio.com";
 
 /// Request limits enforced by the API.
 #[derive(Debug, Clone)]
@@ -103,6 +126,10 @@ impl Config {
             vad_aggressiveness: Aggressiveness::default(),
             barge_in_ms: 400,
             db_max_connections: 10,
+            record_calls: true,
+            llm: None,
+            twilio_account_sid: None,
+            twilio_api_url: TWILIO_API_URL.to_owned(),
         }
     }
 
@@ -134,6 +161,10 @@ pub struct Overrides {
     pub stream_secret: Option<SecretString>,
     pub twilio_auth_token: Option<SecretString>,
     pub vonage_signature_secret: Option<SecretString>,
+    pub llm_base_url: Option<String>,
+    pub llm_model: Option<String>,
+    pub llm_api_key: Option<SecretString>,
+    pub twilio_account_sid: Option<String>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
@@ -158,6 +189,14 @@ struct FileConfig {
     vad_aggressiveness: Option<u8>,
     barge_in_ms: Option<u16>,
     db_max_connections: Option<u32>,
+    record_calls: Option<bool>,
+    llm_base_url: Option<String>,
+    llm_model: Option<String>,
+    llm_api_key: Option<String>,
+    llm_timeout_ms: Option<u64>,
+    llm_retries: Option<u32>,
+    twilio_account_sid: Option<String>,
+    twilio_api_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +290,30 @@ impl Config {
             db_max_connections: file
                 .db_max_connections
                 .unwrap_or(defaults.db_max_connections),
+            record_calls: file.record_calls.unwrap_or(defaults.record_calls),
+            llm: match overrides.llm_base_url.or(file.llm_base_url) {
+                None => None,
+                Some(base_url) => Some(LlmSettings {
+                    base_url: base_url.trim_end_matches('/').to_owned(),
+                    model: overrides
+                        .llm_model
+                        .or(file.llm_model)
+                        .ok_or(ConfigError::Invalid {
+                            setting: "llm_model",
+                            reason: "is required with llm_base_url".into(),
+                        })?,
+                    api_key: overrides
+                        .llm_api_key
+                        .or(file.llm_api_key.map(SecretString::from)),
+                    timeout_ms: file.llm_timeout_ms.unwrap_or(8_000),
+                    retries: file.llm_retries.unwrap_or(2),
+                }),
+            },
+            twilio_account_sid: overrides.twilio_account_sid.or(file.twilio_account_sid),
+            twilio_api_url: file
+                .twilio_api_url
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .unwrap_or(defaults.twilio_api_url),
         };
         config.validate()?;
         Ok(config)
@@ -281,6 +344,11 @@ impl Config {
         }
         if self.limits.max_body_bytes < 1024 {
             return Err(invalid("max_body_bytes", "must be at least 1024"));
+        }
+        if let Some(llm) = &self.llm
+            && !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://"))
+        {
+            return Err(invalid("llm_base_url", "must be an http:// or https:// URL"));
         }
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1"));

@@ -1,6 +1,8 @@
 //! Calls: the stream tokens that admit a media stream, the registry of live calls, and the call
 //! lifecycle over the store.
 
+pub mod aftercall;
+pub mod recording;
 pub mod registry;
 pub mod token;
 pub mod tools;

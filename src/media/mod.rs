@@ -40,6 +40,8 @@ pub struct MediaConfig {
     pub endpoint: EndpointConfig,
     /// How long a new stream may take to send its `start`.
     pub start_timeout: Duration,
+    /// Where call recordings are written; `None`: calls are not recorded.
+    pub recordings: Option<std::path::PathBuf>,
 }
 
 impl MediaConfig {
@@ -54,6 +56,9 @@ impl MediaConfig {
                 ..EndpointConfig::default()
             },
             start_timeout: Duration::from_secs(10),
+            recordings: config
+                .record_calls
+                .then(|| config.data_dir.join("recordings")),
         }
     }
 }
@@ -62,8 +67,34 @@ impl MediaConfig {
 #[derive(Clone)]
 pub struct MediaState {
     pub config: Arc<MediaConfig>,
+    /// The embedded responder: the engine when no LLM is configured or an agent chooses it.
     pub turns: Arc<dyn TurnEngine>,
+    /// The OpenAI-compatible chat engine, when configured.
+    pub llm: Option<Arc<crate::agent::llm::LlmEngine>>,
     pub backchannels: Arc<dyn backchannel::BackchannelFilter>,
+}
+
+impl MediaState {
+    /// The engines and settings the configuration asks for.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            config: Arc::new(MediaConfig::from_config(config)),
+            turns: Arc::new(crate::agent::turn::Echo),
+            llm: config.llm.as_ref().map(|llm| {
+                Arc::new(crate::agent::llm::LlmEngine::new(
+                    crate::agent::llm::LlmConfig {
+                        base_url: llm.base_url.clone(),
+                        model: llm.model.clone(),
+                        api_key: llm.api_key.clone(),
+                        timeout: Duration::from_millis(llm.timeout_ms),
+                        retries: llm.retries,
+                        temperature: None,
+                    },
+                ))
+            }),
+            backchannels: Arc::new(backchannel::CommonBackchannels),
+        }
+    }
 }
 
 pub fn routes() -> Router<AppState> {

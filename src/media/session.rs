@@ -31,6 +31,7 @@ use crate::agent::turn::{Conversation, TurnContext, TurnInput, TurnOutput};
 use crate::api::AppState;
 use crate::calls::registry::LiveCall;
 use crate::domain::{CallId, CallStatus, TenantId};
+use crate::calls::recording::{self, AgentAudio, Recorder};
 use crate::models::{Models, moonshine};
 use crate::models::piper::ClauseStream;
 use crate::pipeline::endpoint::{EndpointEvent, Endpointer};
@@ -64,6 +65,8 @@ enum Out {
     Media {
         generation: u64,
         bytes: Vec<u8>,
+        /// The frame's audio at the line rate, for the recording.
+        pcm: Vec<f32>,
         written: Option<oneshot::Sender<Instant>>,
     },
     Mark {
@@ -160,8 +163,9 @@ pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
         },
     );
     let started = Instant::now();
+    let rate = start.format.sample_rate;
     let span = tracing::info_span!("call", call_id = %claims.call, tenant_id = %claims.tenant);
-    let outcome = Call::run(
+    let CallOutcome { result, recording } = Call::run(
         &state,
         claims.call,
         claims.tenant,
@@ -175,11 +179,12 @@ pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
         },
         sink,
         stream,
+        started,
     )
     .instrument(span)
     .await;
     let duration_ms = started.elapsed().as_millis() as i64;
-    let (status, disposition) = match &outcome {
+    let (status, disposition) = match &result {
         Ok(disposition) => (CallStatus::Completed, *disposition),
         Err(reason) => {
             tracing::error!(call_id = %claims.call, %reason, "call failed");
@@ -198,6 +203,13 @@ pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
     {
         tracing::error!(call_id = %claims.call, %error, "could not finalise the call record");
     }
+    // Recording, summary and sentiment are worked out after the call, off this task.
+    crate::calls::aftercall::spawn(
+        state.clone(),
+        claims.tenant,
+        claims.call,
+        recording.map(|r| r.map(|_| rate)),
+    );
     drop(live);
     let still_live = state.telephony.live.count_for_agent(claims.agent);
     if let Err(error) =
@@ -260,12 +272,46 @@ struct Line {
 /// What a call loads before it can listen.
 struct Prepared {
     models: Arc<Models>,
-    agent_row: agent_store::AgentRow,
+    ctx: TurnContext,
     /// The installed voice that speaks for the agent.
     voice_id: String,
     endpointer: Endpointer<Box<dyn vad::VoiceActivity>>,
     decoder: LineDecoder,
     encoder: LineEncoder,
+}
+
+/// How a call ended, and how its recording went (`None`: not recorded).
+struct CallOutcome {
+    result: Result<&'static str, String>,
+    /// The recording's length in samples, or why it failed.
+    recording: Option<Result<u64, String>>,
+}
+
+/// Opens the call's recording file when recording is on; a failure is logged and the call goes
+/// on unrecorded.
+async fn start_recording(
+    state: &AppState,
+    call: CallId,
+    rate: u32,
+    started: Instant,
+) -> Option<(Recorder, std::sync::mpsc::Receiver<AgentAudio>, RecordTap)> {
+    let dir = state.media.config.recordings.as_ref()?;
+    let path = recording::pcm_path(dir, call);
+    let recorder = match tokio::task::spawn_blocking(move || Recorder::create(&path, rate)).await {
+        Ok(Ok(recorder)) => recorder,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot open the recording file; the call goes on unrecorded");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let (agent_tx, agent_rx) = std::sync::mpsc::channel();
+    let tap = RecordTap {
+        agent: agent_tx,
+        started,
+        rate,
+    };
+    Some((recorder, agent_rx, tap))
 }
 
 /// The state of a live call, owned by its websocket task.
@@ -305,13 +351,20 @@ impl Call {
         line: Line,
         sink: Sink,
         mut stream: SplitStream<WebSocket>,
-    ) -> Result<&'static str, String> {
+        started: Instant,
+    ) -> CallOutcome {
         let Line {
             stream_id,
             format,
             mut inbound,
             outbound,
         } = line;
+        // The recording: created before anything is said, so it starts at the stream's start.
+        let (recorder, tap) = match start_recording(state, call, format.sample_rate, started).await
+        {
+            Some((recorder, agent_rx, tap)) => (Some((recorder, agent_rx)), Some(tap)),
+            None => (None, None),
+        };
         let generation = Arc::new(AtomicU64::new(0));
         let barged = Arc::new(Notify::new());
         let (out_tx, out_rx) = mpsc::channel::<Out>(256);
@@ -325,11 +378,12 @@ impl Call {
             stream_id,
             outbound,
             played_tx,
+            tap,
         ));
-        let prepared = Self::prepare(state, tenant, agent, format).await;
+        let prepared = Self::prepare(state, call_row, format).await;
         let Prepared {
             models,
-            agent_row,
+            ctx,
             voice_id,
             endpointer,
             decoder,
@@ -345,31 +399,20 @@ impl Call {
                     .await;
                 drop(out_tx);
                 let _ = writer.await;
-                return Err(reason);
+                let recording = recorder.map(|(recorder, _)| recorder.finish().map_err(|e| e.to_string()));
+                return CallOutcome { result: Err(reason), recording };
             }
         };
+        let ctx = Arc::new(ctx);
 
         let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(FRAME_QUEUE);
         let (dsp_tx, mut dsp_rx) = mpsc::channel::<DspEvent>(16);
-        let dsp =
-            tokio::task::spawn_blocking(move || dsp_loop(frames_rx, dsp_tx, endpointer, decoder));
+        let dsp = tokio::task::spawn_blocking(move || {
+            dsp_loop(frames_rx, dsp_tx, endpointer, decoder, recorder)
+        });
 
         let (notes_tx, mut notes_rx) = mpsc::channel::<TurnNote>(64);
 
-        let ctx = match turn_context(state, call_row, &agent_row).await {
-            Ok(ctx) => Arc::new(ctx),
-            Err(reason) => {
-                let _ = out_tx
-                    .send(Out::Close {
-                        code: INTERNAL_ERROR,
-                        reason: "the call could not start",
-                    })
-                    .await;
-                drop(out_tx);
-                let _ = writer.await;
-                return Err(reason);
-            }
-        };
         let engine = Arc::clone(&state.media.turns);
         let tools = Arc::new(crate::calls::tools::CallTools {
             db: state.db.clone(),
@@ -387,7 +430,7 @@ impl Call {
             conversation: Arc::new(tokio::sync::Mutex::new(conversation)),
             format,
             encoder: Arc::new(std::sync::Mutex::new(encoder)),
-            call_started: Instant::now(),
+            call_started: started,
         });
         let mut call_state = Call {
             db: state.db.clone(),
@@ -500,7 +543,7 @@ impl Call {
         }
         call_state.finish_turn(true).await;
         drop(frames_tx);
-        let _ = dsp.await;
+        let recording = dsp.await.unwrap_or_else(|e| Some(Err(e.to_string())));
         let _ = call_state
             .out
             .send(Out::Close {
@@ -514,16 +557,20 @@ impl Call {
             .await;
         drop(call_state);
         let _ = writer.await;
-        outcome
+        CallOutcome {
+            result: outcome,
+            recording,
+        }
     }
 
     /// Loads what the call needs: models, the agent, its voice, an endpointer.
     async fn prepare(
         state: &AppState,
-        tenant: TenantId,
-        agent: crate::domain::AgentId,
+        call: &call_store::CallRow,
         format: LineFormat,
     ) -> Result<Prepared, String> {
+        let tenant = TenantId(call.tenant_id);
+        let agent = crate::domain::AgentId(call.agent_id.ok_or("the call has no agent")?);
         let line_rate = format.sample_rate;
         let decoder = LineDecoder::new(format).map_err(|e| e.to_string())?;
         let encoder = LineEncoder::new(format).map_err(|e| e.to_string())?;
@@ -540,9 +587,10 @@ impl Call {
         let detector = vad::detector(config.vad, line_rate, config.aggressiveness, &models.vad)
             .map_err(|e| e.to_string())?;
         let endpointer = Endpointer::new(detector, line_rate, config.endpoint);
+        let ctx = turn_context(state, call, &agent_row).await?;
         Ok(Prepared {
             models,
-            agent_row,
+            ctx,
             voice_id,
             endpointer,
             decoder,
@@ -922,11 +970,11 @@ impl Speaker {
                 encoder
                     .encode(&line, &mut frames)
                     .map_err(|e| e.to_string())?;
-                Ok::<_, String>(frames)
+                Ok::<_, String>((frames, line))
             })
             .await;
-        let frames = match audio {
-            Ok(Ok(frames)) => frames,
+        let (frames, line) = match audio {
+            Ok(Ok(audio)) => audio,
             Ok(Err(error)) => {
                 tracing::error!(%error, "text to speech failed");
                 return false;
@@ -940,6 +988,7 @@ impl Speaker {
             row.tts_ms = Some(synth_started.elapsed().as_millis() as i64);
         }
         let mut first_written = None;
+        let mut pcm = line.chunks(crate::media::codec::frame_samples(self.format));
         for (n, frame) in frames.into_iter().enumerate() {
             let written = if index == 0 && n == 0 {
                 let (tx, rx) = oneshot::channel();
@@ -951,6 +1000,7 @@ impl Speaker {
             let media = Out::Media {
                 generation: job.generation,
                 bytes: frame,
+                pcm: pcm.next().map(<[f32]>::to_vec).unwrap_or_default(),
                 written,
             };
             if job.out.send(media).await.is_err() {
@@ -1031,8 +1081,32 @@ fn dsp_loop(
     events: mpsc::Sender<DspEvent>,
     mut endpointer: Endpointer<Box<dyn vad::VoiceActivity>>,
     mut decoder: LineDecoder,
-) {
+    mut recording: Option<(Recorder, std::sync::mpsc::Receiver<AgentAudio>)>,
+) -> Option<Result<u64, String>> {
+    let failed = dsp_frames(&frames, &events, &mut endpointer, &mut decoder, &mut recording);
+    match (recording, failed) {
+        (_, Some(error)) => Some(Err(error)),
+        (Some((mut recorder, agent)), None) => {
+            while let Ok(audio) = agent.try_recv() {
+                recorder.agent(audio);
+            }
+            Some(recorder.finish().map_err(|e| e.to_string()))
+        }
+        (None, None) => None,
+    }
+}
+
+/// Runs until the frame queue closes or the call side goes away; returns why the recording
+/// failed, if it did (the call carries on unrecorded).
+fn dsp_frames(
+    frames: &std::sync::mpsc::Receiver<Vec<u8>>,
+    events: &mpsc::Sender<DspEvent>,
+    endpointer: &mut Endpointer<Box<dyn vad::VoiceActivity>>,
+    decoder: &mut LineDecoder,
+    recording: &mut Option<(Recorder, std::sync::mpsc::Receiver<AgentAudio>)>,
+) -> Option<String> {
     let rate = u64::from(decoder.sample_rate());
+    let mut recording_failed = None;
     // Room for the longest packet a carrier sends (Opus: 120 ms).
     let mut samples = Vec::with_capacity(rate as usize / 8);
     let mut found = Vec::with_capacity(4);
@@ -1050,9 +1124,19 @@ fn dsp_loop(
         }
         position += samples.len() as u64;
         let position_ms = position * 1000 / rate;
+        if let Some((recorder, agent)) = recording.as_mut() {
+            while let Ok(audio) = agent.try_recv() {
+                recorder.agent(audio);
+            }
+            if let Err(error) = recorder.caller(&samples) {
+                tracing::error!(%error, "recording failed; the call goes on unrecorded");
+                recording_failed = Some(error.to_string());
+                *recording = None;
+            }
+        }
         if let Err(error) = endpointer.push(&samples, &mut found) {
             let _ = events.blocking_send(DspEvent::Failed(error.to_string()));
-            return;
+            return recording_failed;
         }
         for event in found.drain(..) {
             let event = match event {
@@ -1069,9 +1153,25 @@ fn dsp_loop(
                 },
             };
             if events.blocking_send(event).is_err() {
-                return;
+                return recording_failed;
             }
         }
+    }
+    recording_failed
+}
+
+/// Where the writer sends the agent's audio for the call's recording.
+struct RecordTap {
+    agent: std::sync::mpsc::Sender<AgentAudio>,
+    /// The recording's time zero (the stream's start) and sample rate.
+    started: Instant,
+    rate: u32,
+}
+
+impl RecordTap {
+    fn sample_at(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.started);
+        (since.as_secs_f64() * f64::from(self.rate)) as u64
     }
 }
 
@@ -1084,6 +1184,7 @@ async fn writer_loop(
     stream_id: String,
     outbound: Arc<dyn Outbound>,
     played: mpsc::Sender<String>,
+    recording: Option<RecordTap>,
 ) {
     // Playback clock: when the current run of audio started, and how much of it was sent.
     let mut clock: Option<(Instant, u32)> = None;
@@ -1093,6 +1194,7 @@ async fn writer_loop(
             Out::Media {
                 generation: g,
                 bytes,
+                pcm,
                 written,
             } => {
                 if g != current {
@@ -1124,6 +1226,10 @@ async fn writer_loop(
                     }
                 }
                 clock = Some((start, sent + 1));
+                if let Some(tap) = &recording {
+                    let at = tap.sample_at(start + FRAME * sent);
+                    let _ = tap.agent.send(AgentAudio::Frame { at, samples: pcm });
+                }
                 let sent = sink.send(outbound.media(&stream_id, &bytes)).await;
                 if let Some(written) = written {
                     let _ = written.send(Instant::now());
@@ -1160,6 +1266,10 @@ async fn writer_loop(
             }
             Out::Clear => {
                 clock = None;
+                if let Some(tap) = &recording {
+                    let at = tap.sample_at(Instant::now());
+                    let _ = tap.agent.send(AgentAudio::Clear { at });
+                }
                 outbound.clear(&stream_id)
             }
             Out::Close { code, reason } => {

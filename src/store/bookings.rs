@@ -106,3 +106,13 @@ pub async fn count(db: &Db, tenant: TenantId) -> StoreResult<i64> {
         .await?;
     Ok(n)
 }
+
+/// The bookings made during one call.
+pub async fn for_call(db: &Db, tenant: TenantId, call: CallId) -> StoreResult<Vec<BookingRow>> {
+    let rows = sqlx::query_as("SELECT * FROM bookings WHERE tenant_id = $1 AND call_id = $2 ORDER BY id")
+        .bind(tenant.0)
+        .bind(call.0)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows)
+}

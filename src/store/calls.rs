@@ -2,7 +2,9 @@
 
 use sqlx::FromRow;
 
-use super::{Db, StoreError, StoreResult, now};
+use serde_json::json;
+
+use super::{Db, StoreError, StoreResult, now, outbox};
 use crate::domain::{AgentId, CallId, CallStatus, Carrier, Direction, TenantId};
 
 #[derive(Debug, Clone, FromRow)]
@@ -22,6 +24,31 @@ pub struct CallRow {
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
     pub duration_ms: Option<i64>,
+    pub summary: Option<String>,
+    pub sentiment: Option<f64>,
+    pub recording_status: String,
+    pub recording_bytes: Option<i64>,
+    pub transcript_ready_at: Option<String>,
+}
+
+impl CallRow {
+    /// The call as `call.started` and `call.ended` events describe it.
+    pub fn event(&self) -> serde_json::Value {
+        json!({
+            "call_id": self.id,
+            "agent_id": self.agent_id,
+            "agent_version": self.agent_version,
+            "direction": self.direction,
+            "carrier": self.carrier,
+            "from_number": self.from_number,
+            "to_number": self.to_number,
+            "status": self.status,
+            "disposition": self.disposition,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_sec": self.duration_ms.map(|ms| ms as f64 / 1000.0),
+        })
+    }
 }
 
 /// What is known of a call when its stream is handed out.
@@ -72,7 +99,8 @@ pub async fn start(
     call: CallId,
     carrier_call_id: Option<&str>,
 ) -> StoreResult<CallRow> {
-    let row = sqlx::query_as(
+    let mut tx = db.begin_write().await?;
+    let row: Option<CallRow> = sqlx::query_as(
         "UPDATE calls SET status = 'in-progress', started_at = $1, \
             carrier_call_id = COALESCE($2, carrier_call_id) \
          WHERE tenant_id = $3 AND id = $4 AND status = 'initiated' RETURNING *",
@@ -81,9 +109,12 @@ pub async fn start(
     .bind(carrier_call_id)
     .bind(tenant.0)
     .bind(call.0)
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut *tx)
     .await?;
-    row.ok_or(StoreError::Conflict)
+    let row = row.ok_or(StoreError::Conflict)?;
+    outbox::push(&mut tx, tenant, outbox::CALL_STARTED, &row.event()).await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 /// Ends a call once, with its duration measured from the start (zero if it never started).
@@ -95,7 +126,8 @@ pub async fn finish(
     disposition: &str,
     duration_ms: i64,
 ) -> StoreResult<CallRow> {
-    let row = sqlx::query_as(
+    let mut tx = db.begin_write().await?;
+    let row: Option<CallRow> = sqlx::query_as(
         "UPDATE calls SET status = $1, disposition = $2, ended_at = $3, duration_ms = $4 \
          WHERE tenant_id = $5 AND id = $6 AND status IN ('initiated', 'in-progress') RETURNING *",
     )
@@ -105,9 +137,15 @@ pub async fn finish(
     .bind(duration_ms)
     .bind(tenant.0)
     .bind(call.0)
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut *tx)
     .await?;
-    row.ok_or(StoreError::Conflict)
+    let row = row.ok_or(StoreError::Conflict)?;
+    // Only calls that connected were announced; only they are reported ended.
+    if row.started_at.is_some() {
+        outbox::push(&mut tx, tenant, outbox::CALL_ENDED, &row.event()).await?;
+    }
+    tx.commit().await?;
+    Ok(row)
 }
 
 /// One agent turn's texts and latency report.
@@ -186,4 +224,145 @@ pub async fn expire_unstarted(db: &Db, cutoff: &str) -> StoreResult<u64> {
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected())
+}
+
+/// The recording's state: `recording`, `encoding`, `ready` (with its size) or `failed`.
+pub async fn set_recording(
+    db: &Db,
+    tenant: TenantId,
+    call: CallId,
+    status: &str,
+    bytes: Option<i64>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE calls SET recording_status = $1, recording_bytes = $2 \
+         WHERE tenant_id = $3 AND id = $4",
+    )
+    .bind(status)
+    .bind(bytes)
+    .bind(tenant.0)
+    .bind(call.0)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Stores the summary and sentiment and adds `call.transcript_ready` in one transaction; once
+/// per call (a second run changes nothing).
+pub async fn set_analysis(
+    db: &Db,
+    tenant: TenantId,
+    call: CallId,
+    summary: &str,
+    sentiment: Option<f64>,
+    event: &serde_json::Value,
+) -> StoreResult<()> {
+    let mut tx = db.begin_write().await?;
+    let done = sqlx::query(
+        "UPDATE calls SET summary = $1, sentiment = $2, transcript_ready_at = $3 \
+         WHERE tenant_id = $4 AND id = $5 AND transcript_ready_at IS NULL",
+    )
+    .bind(summary)
+    .bind(sentiment)
+    .bind(now())
+    .bind(tenant.0)
+    .bind(call.0)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 1 {
+        outbox::push(&mut tx, tenant, outbox::CALL_TRANSCRIPT_READY, event).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Calls that ended (and connected) but have no transcript yet: a system sweep at start-up.
+pub async fn unanalysed(db: &Db) -> StoreResult<Vec<CallRow>> {
+    let rows = sqlx::query_as(
+        "SELECT * FROM calls WHERE status IN ('completed', 'failed') \
+            AND started_at IS NOT NULL AND transcript_ready_at IS NULL ORDER BY id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows)
+}
+
+/// Filters for listing calls; dates are RFC 3339 bounds on `created_at`.
+#[derive(Debug, Default, Clone)]
+pub struct CallFilter {
+    pub agent: Option<i64>,
+    pub status: Option<String>,
+    /// Inclusive lower bound.
+    pub from: Option<String>,
+    /// Exclusive upper bound.
+    pub until: Option<String>,
+}
+
+/// One page of a tenant's calls, newest first, and the total matching the filter.
+pub async fn list(
+    db: &Db,
+    tenant: TenantId,
+    filter: &CallFilter,
+    limit: i64,
+    offset: i64,
+) -> StoreResult<(Vec<CallRow>, i64)> {
+    let mut clauses = vec!["tenant_id = $1".to_owned()];
+    let mut n = 1;
+    let mut next = |column: &str, op: &str| {
+        n += 1;
+        format!("{column} {op} ${n}")
+    };
+    if filter.agent.is_some() {
+        clauses.push(next("agent_id", "="));
+    }
+    if filter.status.is_some() {
+        clauses.push(next("status", "="));
+    }
+    if filter.from.is_some() {
+        clauses.push(next("created_at", ">="));
+    }
+    if filter.until.is_some() {
+        clauses.push(next("created_at", "<"));
+    }
+    // Only fixed column names and numbered placeholders go into the text; values are bound.
+    let condition = clauses.join(" AND ");
+    let count_sql = format!("SELECT COUNT(*) FROM calls WHERE {condition}");
+    let page_sql = format!(
+        "SELECT * FROM calls WHERE {condition} ORDER BY created_at DESC, id DESC \
+         LIMIT {limit} OFFSET {offset}"
+    );
+    macro_rules! bind_filter {
+        ($query:expr) => {{
+            let mut query = $query.bind(tenant.0);
+            if let Some(agent) = filter.agent {
+                query = query.bind(agent);
+            }
+            if let Some(status) = &filter.status {
+                query = query.bind(status.as_str());
+            }
+            if let Some(from) = &filter.from {
+                query = query.bind(from.as_str());
+            }
+            if let Some(until) = &filter.until {
+                query = query.bind(until.as_str());
+            }
+            query
+        }};
+    }
+    let (total,): (i64,) = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(count_sql)))
+        .fetch_one(db.pool())
+        .await?;
+    let rows = bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(page_sql)))
+        .fetch_all(db.pool())
+        .await?;
+    Ok((rows, total))
+}
+
+/// A call by id alone, for signed recording URLs (the signature names the tenant).
+pub async fn get_unscoped(db: &Db, call: CallId) -> StoreResult<CallRow> {
+    let row = sqlx::query_as("SELECT * FROM calls WHERE id = $1")
+        .bind(call.0)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(row)
 }

@@ -190,11 +190,7 @@ async fn the_router_serves_in_process_without_a_socket() {
     )
     .unwrap();
     let telephony = callgenius::api::Telephony::new(&config, "http://localhost");
-    let media = callgenius::media::MediaState {
-        config: std::sync::Arc::new(callgenius::media::MediaConfig::from_config(&config)),
-        turns: std::sync::Arc::new(callgenius::agent::turn::Echo),
-        backchannels: std::sync::Arc::new(callgenius::media::backchannel::CommonBackchannels),
-    };
+    let media = callgenius::media::MediaState::from_config(&config);
     let state = callgenius::api::AppState::new(
         db,
         &config.limits,
