@@ -43,9 +43,14 @@ pub struct CallArgs {
     /// The agent to call.
     #[arg(long)]
     pub agent: i64,
-    /// The caller's audio: a WAV file (any rate; PCM, float, µ-law or A-law).
-    #[arg(long)]
-    pub audio: PathBuf,
+    /// The caller's audio: a WAV file (any rate; PCM, float, µ-law or A-law). Repeat it for a
+    /// conversation: the first plays as the call connects, each further one once the agent has
+    /// answered and been quiet for --pause-ms.
+    #[arg(long, required = true)]
+    pub audio: Vec<PathBuf>,
+    /// How long the caller waits after the agent stops talking before the next --audio.
+    #[arg(long, default_value_t = 800)]
+    pub pause_ms: u64,
     /// Write what the agent said (8 kHz, as heard on the line) to this WAV file.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -64,12 +64,16 @@ pub fn speak(args: SpeakArgs) -> anyhow::Result<()> {
 }
 
 pub async fn call(args: CallArgs) -> anyhow::Result<()> {
-    let caller = wav::read(&args.audio)?;
+    let mut audio = args.audio.iter().map(|path| wav::read(path));
+    let caller = audio.next().context("no --audio given")??;
+    let then = audio.collect::<Result<Vec<_>, _>>()?;
     let report = simulator::run(CallPlan {
         base_url: args.url,
         api_token: args.token,
         agent_id: args.agent,
         caller,
+        then,
+        pause: std::time::Duration::from_millis(args.pause_ms),
         speed: args.speed,
         quiet: std::time::Duration::from_secs(2),
         carrier: args.carrier,

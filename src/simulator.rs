@@ -43,8 +43,13 @@ pub struct CallPlan {
     /// An API token of the agent's business.
     pub api_token: String,
     pub agent_id: i64,
-    /// The caller's audio (any WAV the engine reads).
+    /// The caller's audio (any WAV the engine reads), played from the moment the call connects.
     pub caller: wav::Audio,
+    /// Further utterances, each spoken once the agent has answered the previous one and been
+    /// quiet for `pause` (a caller taking turns, as people do).
+    pub then: Vec<wav::Audio>,
+    /// How long the caller waits after the agent stops before speaking again.
+    pub pause: Duration,
     /// 1.0 streams in real time; 4.0 four times faster.
     pub speed: f32,
     /// Hang up after the agent has been quiet this long once the caller's audio is over.
@@ -66,6 +71,8 @@ pub struct CallReport {
     pub frames_undecodable: usize,
     pub marks: usize,
     pub clears: usize,
+    /// The engine ended the call (the agent hung up) rather than the simulator.
+    pub agent_hung_up: bool,
 }
 
 const FRAME_MS: u64 = 20;
@@ -250,15 +257,15 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     let stream_url = body["stream_url"].as_str().unwrap_or_default().to_owned();
     let token = body["token"].as_str().unwrap_or_default().to_owned();
 
-    let line = resample(
-        &plan.caller.samples,
-        plan.caller.sample_rate,
-        format.sample_rate,
-    )
-    .map_err(|e| SimulatorError::Resample(e.to_string()))?;
     let mut encoder = LineEncoder::new(format)?;
-    let mut frames = Vec::with_capacity(line.len() / 160 + 1);
-    encoder.encode(&line, &mut frames)?;
+    let mut utterances = Vec::with_capacity(1 + plan.then.len());
+    for audio in std::iter::once(&plan.caller).chain(&plan.then) {
+        let line = resample(&audio.samples, audio.sample_rate, format.sample_rate)
+            .map_err(|e| SimulatorError::Resample(e.to_string()))?;
+        let mut frames = Vec::with_capacity(line.len() / 160 + 1);
+        encoder.encode(&line, &mut frames)?;
+        utterances.push(frames);
+    }
     let mut decoder = LineDecoder::new(format)?;
 
     let stream_err =
@@ -282,6 +289,9 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
             let mut played_until = Instant::now();
             let samples_per_ms = format.sample_rate as usize / 1000;
             while let Some(Ok(message)) = rx.next().await {
+                if let Message::Close(_) = message {
+                    break;
+                }
                 let Some(incoming) = carrier.parse(message) else {
                     continue;
                 };
@@ -325,6 +335,8 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
                     }
                 }
             }
+            // The engine hung up (or the stream broke).
+            received.lock().await.closed = true;
         })
     };
 
@@ -333,44 +345,85 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         Duration::from_secs_f64(FRAME_MS as f64 / 1000.0 / f64::from(plan.speed.max(0.1)));
     let mut next = Instant::now();
     let mut frames_sent = 0;
-    for frame in &frames {
-        tx.lock()
-            .await
-            .send(carrier.media(call_id, frames_sent, frame))
-            .await
-            .map_err(stream_err)?;
-        frames_sent += 1;
-        next += frame_interval;
-        tokio::time::sleep_until(next).await;
-    }
-    // Then silence until the agent has finished and been quiet.
     let silence = vec![0.0; format.sample_rate as usize / 50];
     let mut frame = Vec::with_capacity(1);
+    for (index, frames) in utterances.iter().enumerate() {
+        if index > 0 {
+            // Silence until the agent has started answering (or 10 s pass) and has then been
+            // quiet for the pause.
+            let heard_before = received.lock().await.frames;
+            let asked = Instant::now();
+            loop {
+                let (count, quiet_since, playing_until) = {
+                    let got = received.lock().await;
+                    (got.frames, got.last_message, got.playing_until)
+                };
+                let now = Instant::now();
+                let answered = count > heard_before || now.duration_since(asked).as_secs() >= 10;
+                if answered && now >= playing_until && now.duration_since(quiet_since) >= plan.pause
+                {
+                    break;
+                }
+                frame.clear();
+                encoder.encode(&silence, &mut frame)?;
+                tx.lock()
+                    .await
+                    .send(carrier.media(call_id, frames_sent, &frame[0]))
+                    .await
+                    .map_err(stream_err)?;
+                frames_sent += 1;
+                next += frame_interval;
+                tokio::time::sleep_until(next).await;
+            }
+        }
+        for frame in frames {
+            tx.lock()
+                .await
+                .send(carrier.media(call_id, frames_sent, frame))
+                .await
+                .map_err(stream_err)?;
+            frames_sent += 1;
+            next += frame_interval;
+            tokio::time::sleep_until(next).await;
+        }
+    }
+    // Then silence until the agent has finished and been quiet, or has hung up.
+    let mut hung_up = false;
     loop {
-        let (quiet_since, playing_until) = {
+        let (quiet_since, playing_until, closed) = {
             let got = received.lock().await;
-            (got.last_message, got.playing_until)
+            (got.last_message, got.playing_until, got.closed)
         };
         let now = Instant::now();
+        if closed {
+            hung_up = true;
+            break;
+        }
         if now >= playing_until && now.duration_since(quiet_since) >= plan.quiet {
             break;
         }
         frame.clear();
         encoder.encode(&silence, &mut frame)?;
-        tx.lock()
+        let sent = tx
+            .lock()
             .await
             .send(carrier.media(call_id, frames_sent, &frame[0]))
-            .await
-            .map_err(stream_err)?;
+            .await;
+        if sent.is_err() {
+            hung_up = true;
+            break;
+        }
         frames_sent += 1;
         next += frame_interval;
         tokio::time::sleep_until(next).await;
     }
-    tx.lock()
-        .await
-        .send(carrier.stop(call_id))
-        .await
-        .map_err(stream_err)?;
+    if !hung_up {
+        tx.lock()
+            .await
+            .send(carrier.stop(call_id))
+            .await
+            .map_err(stream_err)?;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
 
     // The call record is final once the engine has processed the hang-up.
@@ -404,6 +457,7 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         frames_undecodable: got.undecodable,
         marks: got.marks,
         clears: got.clears,
+        agent_hung_up: hung_up,
     })
 }
 
@@ -417,6 +471,8 @@ struct Received {
     clears: usize,
     last_message: Instant,
     playing_until: Instant,
+    /// The engine closed the stream (the agent hung up).
+    closed: bool,
 }
 
 impl Default for Received {
@@ -429,6 +485,7 @@ impl Default for Received {
             clears: 0,
             last_message: Instant::now(),
             playing_until: Instant::now(),
+            closed: false,
         }
     }
 }

@@ -163,6 +163,7 @@ fn split_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
         .merge(telnyx::routes())
         .merge(plivo::routes())
         .merge(vonage::routes())
+        .merge(calls::public_routes())
         .split_for_parts();
     doc.merge(system_doc);
     add_common_responses(&mut doc);

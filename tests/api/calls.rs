@@ -293,6 +293,8 @@ async fn simulate(carrier: callgenius::simulator::SimCarrier) {
         api_token: s.token.clone(),
         agent_id: agent,
         caller,
+        then: Vec::new(),
+        pause: std::time::Duration::from_millis(800),
         speed: 2.0,
         quiet: std::time::Duration::from_millis(1500),
         carrier,
