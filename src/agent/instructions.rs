@@ -103,12 +103,34 @@ pub fn compile(spec: &AgentSpec) -> Compiled {
         text.push('\n');
     }
     text.push_str("\n# Tools\n");
-    text.push_str("No tools are available on this call.\n");
+    tools(&mut text, spec);
     text.push_str("\n# Knowledge\n");
     text.push_str("No knowledge documents are linked to this agent.\n");
 
     let hash = hex::encode(Sha256::digest(text.as_bytes()));
     Compiled { text, hash }
+}
+
+/// One line per tool the agent has, saying when to use it.
+fn tools(text: &mut String, spec: &AgentSpec) {
+    use super::turn::{BOOK_APPOINTMENT, END_CALL, TRANSFER_CALL};
+    let has = |tool: &str| spec.tools.iter().any(|t| t == tool);
+    let mut any = false;
+    if has(BOOK_APPOINTMENT) {
+        any = true;
+        text.push_str("- book_appointment: books an appointment once you have the caller's name, the day and the time, and the caller has confirmed them. The caller's number is used unless they give another.\n");
+    }
+    if has(END_CALL) {
+        any = true;
+        text.push_str("- end_call: hangs up after your reply. Use it when the caller says goodbye or has nothing more to ask; say goodbye first.\n");
+    }
+    if has(TRANSFER_CALL) && let Some(number) = &spec.transfer_number {
+        any = true;
+        text.push_str(&format!("- transfer_call: transfers the caller to a person at {number}. Use it when the caller asks for a person or for something you cannot do; tell them first.\n"));
+    }
+    if !any {
+        text.push_str("No tools are available on this call.\n");
+    }
 }
 
 fn personality(text: &mut String, p: &Personality) {
@@ -246,6 +268,9 @@ mod tests {
             language: Language::parse("en-AU").unwrap(),
             system_prompt: Some("You are a friendly receptionist for Harbour Dental.".into()),
             personality: Personality::default(),
+            turn_engine: None,
+            tools: crate::agent::default_tools(),
+            transfer_number: None,
         }
     }
 
@@ -268,6 +293,9 @@ mod tests {
                 energy: 81,
                 directness: 20,
             },
+            turn_engine: None,
+            tools: Vec::new(),
+            transfer_number: None,
         };
         insta::assert_snapshot!(compile(&spec).text);
     }

@@ -8,6 +8,7 @@ pub mod service;
 pub mod turn;
 
 use crate::domain::Language;
+use turn::{BOOK_APPOINTMENT, END_CALL, TRANSFER_CALL};
 
 /// Personality slider bounds and defaults (documented in the README).
 pub const HUMOUR_MAX: u8 = 30;
@@ -23,6 +24,59 @@ pub struct AgentSpec {
     pub language: Language,
     pub system_prompt: Option<String>,
     pub personality: Personality,
+    /// Which turn engine answers; `None`: the tenant's default.
+    pub turn_engine: Option<EngineChoice>,
+    /// The tools the agent may use, by name, in [`TOOL_NAMES`] order.
+    pub tools: Vec<String>,
+    /// Where `transfer_call` sends callers (E.164); required with that tool.
+    pub transfer_number: Option<String>,
+}
+
+/// Every tool an agent can be given.
+pub const TOOL_NAMES: [&str; 3] = [BOOK_APPOINTMENT, END_CALL, TRANSFER_CALL];
+
+/// The tools a new agent has unless it says otherwise.
+pub fn default_tools() -> Vec<String> {
+    vec![BOOK_APPOINTMENT.to_owned(), END_CALL.to_owned()]
+}
+
+/// Which turn engine answers an agent's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// The LLM when the engine has one configured, else the embedded responder.
+    Auto,
+    /// The configured LLM (the embedded responder if none is configured).
+    Llm,
+    /// The embedded responder, always.
+    Embedded,
+}
+
+impl EngineChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Llm => "llm",
+            EngineChoice::Embedded => "embedded",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "auto" => Some(EngineChoice::Auto),
+            "llm" => Some(EngineChoice::Llm),
+            "embedded" => Some(EngineChoice::Embedded),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `raw` is a phone number in E.164 form (`+` and 8 to 15 digits).
+pub fn is_e164(raw: &str) -> bool {
+    raw.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+    })
 }
 
 /// The personality sliders: humour 0–30, the others 0–100.

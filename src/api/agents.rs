@@ -13,7 +13,8 @@ use super::extract::{Auth, Fields, JsonBody, Optional, parse_id};
 use super::{AppState, JsonResult};
 use crate::agent::service::{self, AgentDetail};
 use crate::agent::{
-    AgentSpec, HUMOUR_MAX, NAME_MAX_CHARS, Personality, SLIDER_MAX, SYSTEM_PROMPT_MAX_CHARS,
+    AgentSpec, EngineChoice, HUMOUR_MAX, NAME_MAX_CHARS, Personality, SLIDER_MAX,
+    SYSTEM_PROMPT_MAX_CHARS, TOOL_NAMES, default_tools, is_e164,
 };
 use crate::domain::{AgentId, Language, Role};
 use crate::store::agents::{self as store, AgentRow, VersionRow, VersionSummaryRow};
@@ -68,6 +69,12 @@ pub struct Settings {
     pub formality_level: i64,
     pub energy_level: i64,
     pub directness_level: i64,
+    /// `auto`, `llm` or `embedded`; null: the business's default.
+    pub turn_engine: Option<String>,
+    /// The tools the agent may use.
+    pub tools: Vec<String>,
+    /// Where `transfer_call` sends callers.
+    pub transfer_number: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -122,6 +129,9 @@ fn settings(s: &store::SnapshotColumns) -> Settings {
         formality_level: s.formality_level,
         energy_level: s.energy_level,
         directness_level: s.directness_level,
+        turn_engine: s.turn_engine.clone(),
+        tools: s.tool_names(),
+        transfer_number: s.transfer_number.clone(),
     }
 }
 
@@ -201,6 +211,13 @@ mod docs {
         pub energy_level: Option<i64>,
         /// 0 to 100, default 50.
         pub directness_level: Option<i64>,
+        /// `auto` (the LLM when the engine has one, else the embedded responder), `llm` or
+        /// `embedded`; null or absent: the business's default (`PUT /api/settings`).
+        pub turn_engine: Option<String>,
+        /// Any of `book_appointment`, `end_call`, `transfer_call`; default the first two.
+        pub tools: Option<Vec<String>>,
+        /// E.164 number `transfer_call` sends callers to; required with that tool.
+        pub transfer_number: Option<String>,
     }
 }
 
@@ -222,6 +239,9 @@ struct AgentInput {
     formality: Optional<u8>,
     energy: Optional<u8>,
     directness: Optional<u8>,
+    turn_engine: Optional<EngineChoice>,
+    tools: Optional<Vec<String>>,
+    transfer_number: Optional<String>,
 }
 
 impl AgentInput {
@@ -259,6 +279,51 @@ impl AgentInput {
             Optional::Null => Optional::Null,
         };
         let system_prompt = fields.optional_string("system_prompt", SYSTEM_PROMPT_MAX_CHARS);
+        let turn_engine = match fields.optional_string("turn_engine", 16) {
+            Optional::Value(raw) => match EngineChoice::parse(&raw) {
+                Some(choice) => Optional::Value(choice),
+                None => {
+                    fields.error("turn_engine", "must be auto, llm or embedded");
+                    Optional::Absent
+                }
+            },
+            Optional::Absent => Optional::Absent,
+            Optional::Null => Optional::Null,
+        };
+        let tools = match body.0.get("tools") {
+            None => Optional::Absent,
+            Some(serde_json::Value::Null) => Optional::Null,
+            Some(serde_json::Value::Array(items)) => {
+                let names: Vec<&str> = items.iter().filter_map(|v| v.as_str()).collect();
+                if names.len() != items.len() || names.iter().any(|n| !TOOL_NAMES.contains(n)) {
+                    fields.error(
+                        "tools",
+                        format!("must be a list of: {}", TOOL_NAMES.join(", ")),
+                    );
+                    Optional::Absent
+                } else {
+                    // Canonical order, no repeats.
+                    Optional::Value(
+                        TOOL_NAMES
+                            .iter()
+                            .filter(|t| names.contains(t))
+                            .map(|t| t.to_string())
+                            .collect(),
+                    )
+                }
+            }
+            Some(_) => {
+                fields.error("tools", "must be a list of tool names");
+                Optional::Absent
+            }
+        };
+        let transfer_number = match fields.optional_string("transfer_number", 16) {
+            Optional::Value(number) if !is_e164(&number) => {
+                fields.error("transfer_number", "must be an E.164 number such as +61255501234");
+                Optional::Absent
+            }
+            other => other,
+        };
         let mut slider = |field: &str, max: u8| match fields.optional_int(field, 0, i64::from(max))
         {
             Optional::Value(v) => Optional::Value(v as u8),
@@ -266,6 +331,9 @@ impl AgentInput {
             Optional::Null => Optional::Null,
         };
         let input = AgentInput {
+            turn_engine,
+            tools,
+            transfer_number,
             humour: slider("humour_level", HUMOUR_MAX),
             empathy: slider("empathy_level", SLIDER_MAX),
             formality: slider("formality_level", SLIDER_MAX),
@@ -289,6 +357,9 @@ impl AgentInput {
             voice: self.voice.value().ok_or_else(missing)?,
             language: self.language.value().ok_or_else(missing)?,
             system_prompt: self.system_prompt.value(),
+            turn_engine: self.turn_engine.value(),
+            tools: self.tools.or(default_tools()),
+            transfer_number: self.transfer_number.value(),
             personality: Personality {
                 humour: self.humour.or(d.humour),
                 empathy: self.empathy.or(d.empathy),
@@ -313,6 +384,17 @@ impl AgentInput {
                 Optional::Absent => current.system_prompt,
                 Optional::Null => None,
                 Optional::Value(prompt) => Some(prompt),
+            },
+            turn_engine: match self.turn_engine {
+                Optional::Absent => current.turn_engine,
+                Optional::Null => None,
+                Optional::Value(choice) => Some(choice),
+            },
+            tools: self.tools.patch(current.tools, default_tools()),
+            transfer_number: match self.transfer_number {
+                Optional::Absent => current.transfer_number,
+                Optional::Null => None,
+                Optional::Value(number) => Some(number),
             },
             personality: Personality {
                 humour: self.humour.patch(p.humour, d.humour),

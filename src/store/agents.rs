@@ -5,7 +5,7 @@ use sqlx::FromRow;
 
 use super::{Db, StoreError, StoreResult, Tx, now};
 use crate::agent::instructions::Compiled;
-use crate::agent::{AgentSpec, Personality};
+use crate::agent::{AgentSpec, EngineChoice, Personality};
 use crate::domain::{AgentId, Language, TenantId, UserId};
 
 /// An agent joined with its current version.
@@ -34,6 +34,10 @@ pub struct SnapshotColumns {
     pub formality_level: i64,
     pub energy_level: i64,
     pub directness_level: i64,
+    pub turn_engine: Option<String>,
+    /// Comma-separated tool names.
+    pub tools: String,
+    pub transfer_number: Option<String>,
 }
 
 /// A full version snapshot.
@@ -78,7 +82,22 @@ impl SnapshotColumns {
                 energy: level(self.energy_level)?,
                 directness: level(self.directness_level)?,
             },
+            turn_engine: match self.turn_engine.as_deref() {
+                None => None,
+                Some(raw) => Some(EngineChoice::parse(raw).ok_or_else(|| corrupt("turn engine"))?),
+            },
+            tools: self.tool_names(),
+            transfer_number: self.transfer_number.clone(),
         })
+    }
+
+    pub fn tool_names(&self) -> Vec<String> {
+        self.tools
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -88,8 +107,8 @@ macro_rules! select_agents {
         concat!(
             "SELECT a.id, a.current_version, a.status, a.created_at, a.updated_at, v.name, \
              v.voice, v.language, v.system_prompt, v.humour_level, v.empathy_level, \
-             v.formality_level, v.energy_level, v.directness_level, v.compiled_instructions, \
-             v.instructions_hash \
+             v.formality_level, v.energy_level, v.directness_level, v.turn_engine, v.tools, \
+             v.transfer_number, v.compiled_instructions, v.instructions_hash \
              FROM agents a \
              JOIN agent_versions v ON v.agent_id = a.id AND v.version = a.current_version ",
             $where
@@ -161,8 +180,9 @@ where
 {
     let row = sqlx::query_as(
         "SELECT version, name, voice, language, system_prompt, humour_level, empathy_level, \
-                formality_level, energy_level, directness_level, compiled_instructions, \
-                instructions_hash, rolled_back_from, created_by, created_at \
+                formality_level, energy_level, directness_level, turn_engine, tools, \
+                transfer_number, compiled_instructions, instructions_hash, rolled_back_from, \
+                created_by, created_at \
          FROM agent_versions WHERE tenant_id = $1 AND agent_id = $2 AND version = $3",
     )
     .bind(tenant.0)
@@ -251,8 +271,9 @@ async fn insert_version(
         "INSERT INTO agent_versions (agent_id, tenant_id, version, name, voice, language, \
             system_prompt, humour_level, empathy_level, formality_level, energy_level, \
             directness_level, compiled_instructions, instructions_hash, rolled_back_from, \
-            created_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            created_by, created_at, turn_engine, tools, transfer_number) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+            $18, $19, $20)",
     )
     .bind(agent.0)
     .bind(tenant.0)
@@ -271,6 +292,9 @@ async fn insert_version(
     .bind(new.rolled_back_from)
     .bind(new.created_by.0)
     .bind(at)
+    .bind(new.spec.turn_engine.map(EngineChoice::as_str))
+    .bind(new.spec.tools.join(","))
+    .bind(new.spec.transfer_number.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())
