@@ -3,6 +3,7 @@
 //! versions ([`service`]).
 
 pub mod instructions;
+pub mod llm;
 pub mod service;
 pub mod turn;
 
