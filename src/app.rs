@@ -35,6 +35,8 @@ pub enum StartError {
     Migrate(#[source] StoreError),
     #[error(transparent)]
     Models(crate::models::ModelError),
+    #[error("the LLM settings are unusable: {0}")]
+    Llm(crate::agent::turn::TurnError),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -82,7 +84,7 @@ impl Application {
         let speech = SpeechModels::open(&config.models_dir, &config.voice_aliases, pool)
             .map_err(StartError::Models)?;
         let telephony = Telephony::new(&config, &public_url);
-        let media = MediaState::from_config(&config);
+        let media = MediaState::from_config(&config).map_err(StartError::Llm)?;
         let state = AppState::new(db, &config.limits, Arc::new(speech), telephony, media);
         let router = api::router(state.clone(), &config.limits);
         tracing::info!(

@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::Personality;
+use super::{EngineChoice, Personality};
 use crate::domain::{AgentId, CallId, Language, TenantId};
 
 /// The tools an agent can be given, by their names in the compiled instructions and the LLM's
@@ -54,6 +54,8 @@ pub struct TurnContext {
     /// When the call started ("tomorrow" is relative to it).
     pub started_at: DateTime<Utc>,
     pub tools: Tools,
+    /// Which engine answers: [`EngineChoice::Llm`] or [`EngineChoice::Embedded`].
+    pub engine: EngineChoice,
 }
 
 /// What the caller did.
@@ -159,6 +161,7 @@ pub(crate) mod testing {
                 end_call: true,
                 transfer_to: None,
             },
+            engine: EngineChoice::Embedded,
         }
     }
 

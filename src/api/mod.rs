@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod plivo;
 pub mod ratelimit;
+pub mod settings;
 pub mod system;
 pub mod telnyx;
 pub mod tenants;
@@ -70,6 +71,11 @@ pub struct Telephony {
     pub public_url: Arc<str>,
     pub twilio_auth_token: Option<Arc<SecretString>>,
     pub vonage_signature_secret: Option<Arc<SecretString>>,
+    /// Twilio's REST API (account SID and base URL), for transfers.
+    pub twilio_account_sid: Option<Arc<str>>,
+    pub twilio_api_url: Arc<str>,
+    /// Outbound HTTP to carriers' APIs.
+    pub http: reqwest::Client,
 }
 
 impl Telephony {
@@ -85,7 +91,19 @@ impl Telephony {
             public_url: Arc::from(public_url.trim_end_matches('/')),
             twilio_auth_token: config.twilio_auth_token.clone().map(Arc::new),
             vonage_signature_secret: config.vonage_signature_secret.clone().map(Arc::new),
+            twilio_account_sid: config.twilio_account_sid.as_deref().map(Arc::from),
+            twilio_api_url: Arc::from(config.twilio_api_url.as_str()),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
         }
+    }
+
+    /// Whether calls on `carrier` can be transferred: Twilio, with its REST credentials.
+    pub fn can_transfer(&self, carrier: &str) -> bool {
+        carrier == "twilio" && self.twilio_account_sid.is_some() && self.twilio_auth_token.is_some()
     }
 
     /// The websocket URL of a carrier's media stream (`ws://` or `wss://` per the public URL).
@@ -131,7 +149,8 @@ impl AppState {
         (name = "tenants", description = "Businesses and their members"),
         (name = "agents", description = "Versioned voice agents"),
                 (name = "voices", description = "The installed text-to-speech voices"),
-                (name = "calls", description = "Calls and test calls"),
+                (name = "calls", description = "Calls and test calls, transcripts, recordings and bookings"),
+                (name = "settings", description = "The business's time zone and default turn engine"),
         (name = "carrier", description = "Call set-up webhooks that carriers call"),
         (name = "system", description = "Health, readiness, metrics and this description"),
     )
@@ -222,6 +241,7 @@ fn resource_routes() -> OpenApiRouter<AppState> {
         .merge(agents::routes())
         .merge(voices::routes())
         .merge(calls::routes())
+        .merge(settings::routes())
 }
 
 /// Builds the whole HTTP application for `state`.

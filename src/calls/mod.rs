@@ -5,6 +5,7 @@ pub mod aftercall;
 pub mod recording;
 pub mod registry;
 pub mod token;
+pub mod transfer;
 pub mod tools;
 
 use chrono::Utc;

@@ -75,25 +75,29 @@ pub struct MediaState {
 }
 
 impl MediaState {
-    /// The engines and settings the configuration asks for.
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self {
+    /// The engines and settings the configuration asks for; fails on unusable LLM settings.
+    pub fn from_config(
+        config: &crate::config::Config,
+    ) -> Result<Self, crate::agent::turn::TurnError> {
+        let llm = match &config.llm {
+            None => None,
+            Some(llm) => Some(Arc::new(crate::agent::llm::LlmEngine::new(
+                crate::agent::llm::LlmConfig {
+                    base_url: llm.base_url.clone(),
+                    model: llm.model.clone(),
+                    api_key: llm.api_key.clone(),
+                    timeout: Duration::from_millis(llm.timeout_ms),
+                    retries: llm.retries,
+                    temperature: None,
+                },
+            )?)),
+        };
+        Ok(Self {
             config: Arc::new(MediaConfig::from_config(config)),
             turns: Arc::new(crate::agent::turn::Echo),
-            llm: config.llm.as_ref().map(|llm| {
-                Arc::new(crate::agent::llm::LlmEngine::new(
-                    crate::agent::llm::LlmConfig {
-                        base_url: llm.base_url.clone(),
-                        model: llm.model.clone(),
-                        api_key: llm.api_key.clone(),
-                        timeout: Duration::from_millis(llm.timeout_ms),
-                        retries: llm.retries,
-                        temperature: None,
-                    },
-                ))
-            }),
+            llm,
             backchannels: Arc::new(backchannel::CommonBackchannels),
-        }
+        })
     }
 }
 

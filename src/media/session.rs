@@ -27,6 +27,7 @@ use tracing::Instrument;
 
 use super::codec::{LineDecoder, LineEncoder};
 use super::protocol::{Event, Inbound, LineFormat, Outbound, StreamStart};
+use crate::agent::EngineChoice;
 use crate::agent::turn::{Conversation, TurnContext, TurnInput, TurnOutput};
 use crate::api::AppState;
 use crate::calls::registry::LiveCall;
@@ -339,6 +340,9 @@ struct Call {
     /// An action whose reply has been heard: the call loop carries it out.
     due: Option<LineAction>,
     conversation: Arc<tokio::sync::Mutex<Box<dyn Conversation>>>,
+    telephony: crate::api::Telephony,
+    /// The carrier's id of the call (Twilio's CallSid), for transfers.
+    carrier_call_id: Option<String>,
 }
 
 impl Call {
@@ -413,7 +417,7 @@ impl Call {
 
         let (notes_tx, mut notes_rx) = mpsc::channel::<TurnNote>(64);
 
-        let engine = Arc::clone(&state.media.turns);
+        let engine = engine_for(state, &ctx);
         let tools = Arc::new(crate::calls::tools::CallTools {
             db: state.db.clone(),
             tenant,
@@ -449,6 +453,8 @@ impl Call {
             action: None,
             due: None,
             conversation: Arc::clone(&speaker.conversation),
+            telephony: state.telephony.clone(),
+            carrier_call_id: call_row.carrier_call_id.clone(),
         };
         let greeting = speaker.conversation.lock().await.greeting();
         if let Some(greeting) = greeting {
@@ -526,8 +532,10 @@ impl Call {
                                 Some(note) = notes_rx.recv() => call_state.note(note).await,
                 Some(name) = played_rx.recv() => call_state.mark_played(&name).await,
             }
-            if let Some(action) = call_state.due.take() {
-                break Ok(call_state.carry_out(action).await);
+            if let Some(action) = call_state.due.take()
+                && let Some(disposition) = call_state.carry_out(action).await
+            {
+                break Ok(disposition);
             }
         };
         metrics::counter!("media_frames_dropped_total").increment(dropped);
@@ -588,6 +596,7 @@ impl Call {
             .map_err(|e| e.to_string())?;
         let endpointer = Endpointer::new(detector, line_rate, config.endpoint);
         let ctx = turn_context(state, call, &agent_row).await?;
+        tracing::info!(engine = ctx.engine.as_str(), "turn engine chosen");
         Ok(Prepared {
             models,
             ctx,
@@ -631,15 +640,24 @@ impl Call {
     }
 
     /// Hangs up or transfers once the agent's last words have been heard; returns the
-    /// disposition.
-    async fn carry_out(&mut self, action: LineAction) -> &'static str {
-        match action {
+    /// disposition when the call is over (a failed transfer leaves the caller on the line).
+    async fn carry_out(&mut self, action: LineAction) -> Option<&'static str> {
+        Some(match action {
             LineAction::Hangup => "agent-hangup",
             LineAction::Transfer(number) => {
-                tracing::info!(%number, "transferring the caller");
-                "transferred"
+                let sid = self.carrier_call_id.as_deref();
+                match crate::calls::transfer::twilio(&self.telephony, sid, &number).await {
+                    Ok(()) => {
+                        tracing::info!(%number, "call transferred");
+                        "transferred"
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, %number, "the transfer failed; the call goes on");
+                        return None;
+                    }
+                }
             }
-        }
+        })
     }
 
     fn speaking(&self) -> bool {
@@ -1049,6 +1067,25 @@ async fn turn_context(
         .map_err(|e| e.to_string())?;
     let spec = agent.snapshot.spec().map_err(|e| e.to_string())?;
     let timezone = settings.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let choice = spec
+        .turn_engine
+        .or_else(|| EngineChoice::parse(&settings.turn_engine))
+        .unwrap_or(EngineChoice::Auto);
+    let engine = match (choice, state.media.llm.is_some()) {
+        (EngineChoice::Auto | EngineChoice::Llm, true) => EngineChoice::Llm,
+        (EngineChoice::Llm, false) => {
+            tracing::warn!("the agent asks for the LLM but none is configured; the embedded responder answers");
+            EngineChoice::Embedded
+        }
+        _ => EngineChoice::Embedded,
+    };
+    let has = |tool: &str| spec.tools.iter().any(|t| t == tool);
+    // Transfers need a carrier that can redirect a live call.
+    let transfer_to = spec
+        .transfer_number
+        .clone()
+        .filter(|_| has(crate::agent::turn::TRANSFER_CALL))
+        .filter(|_| state.telephony.can_transfer(&call.carrier));
     // The caller is the other party: who called in, or whom an outbound call reached.
     let caller_number = if call.direction == "outbound" {
         call.to_number.clone()
@@ -1068,11 +1105,20 @@ async fn turn_context(
         timezone,
         started_at: chrono::Utc::now(),
         tools: crate::agent::turn::Tools {
-            book_appointment: true,
-            end_call: true,
-            transfer_to: None,
+            book_appointment: has(crate::agent::turn::BOOK_APPOINTMENT),
+            end_call: has(crate::agent::turn::END_CALL),
+            transfer_to,
         },
+        engine,
     })
+}
+
+/// The engine chosen for the call ([`TurnContext::engine`]).
+fn engine_for(state: &AppState, ctx: &TurnContext) -> Arc<dyn crate::agent::turn::TurnEngine> {
+    match (&state.media.llm, ctx.engine) {
+        (Some(llm), EngineChoice::Llm) => Arc::clone(llm) as Arc<dyn crate::agent::turn::TurnEngine>,
+        _ => Arc::clone(&state.media.turns),
+    }
 }
 
 /// The DSP thread: decode, detect, endpoint. Runs until the frame queue closes.

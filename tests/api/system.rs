@@ -190,7 +190,7 @@ async fn the_router_serves_in_process_without_a_socket() {
     )
     .unwrap();
     let telephony = callgenius::api::Telephony::new(&config, "http://localhost");
-    let media = callgenius::media::MediaState::from_config(&config);
+    let media = callgenius::media::MediaState::from_config(&config).unwrap();
     let state = callgenius::api::AppState::new(
         db,
         &config.limits,
