@@ -7,6 +7,7 @@ mod calls;
 mod carriers;
 mod errors;
 mod helpers;
+mod history;
 mod media;
 mod system;
 mod tenants;
