@@ -2,6 +2,7 @@
 //! the instructions a language model reads ([`instructions`]), and the service that stores
 //! versions ([`service`]).
 
+pub mod embedded;
 pub mod instructions;
 pub mod llm;
 pub mod service;

@@ -1,0 +1,365 @@
+//! What the caller wants, by keyword and phrase. The tables are the documentation: a phrase
+//! matches as whole normalised words ("that's all" and "thats all" are both "thats all"), at
+//! the start of the utterance for answers (yes/no) and anywhere for requests.
+
+use super::text::Utterance;
+
+/// Ends the call (anywhere in the utterance).
+const GOODBYE: &[&str] = &[
+    "thats all",
+    "that is all",
+    "thats it",
+    "that is it",
+    "thats everything",
+    "that is everything",
+    "goodbye",
+    "good bye",
+    "bye",
+    "no thanks",
+    "no thank you",
+    "nothing else",
+    "all done",
+    "im done",
+    "have a good day",
+    "have a nice day",
+];
+
+/// Asks for a person (anywhere).
+const TRANSFER: &[&str] = &[
+    "transfer",
+    "operator",
+    "real person",
+    "live person",
+    "human being",
+    "put me through",
+    "speak to a human",
+    "talk to a human",
+];
+/// "speak"/"talk" together with one of these also asks for a person.
+const TALK: &[&str] = &["speak", "talk", "chat", "speaking", "talking"];
+const PERSON: &[&str] = &[
+    "person", "human", "someone", "somebody", "staff", "manager", "owner", "anyone", "anybody",
+];
+
+/// Asks for a booking (anywhere).
+const BOOKING: &[&str] = &[
+    "book",
+    "booking",
+    "booked in",
+    "appointment",
+    "appointments",
+    "appt",
+    "schedule",
+    "reserve",
+    "reservation",
+    "make a time",
+    "see the dentist",
+    "see a dentist",
+    "see the doctor",
+    "see a doctor",
+    "see someone",
+    "come in",
+    "get in",
+    "checkup",
+    "check up",
+];
+
+/// About a booking the caller already has (with [`BOOKING_NOUNS`]).
+const EXISTING: &[&str] = &["cancel", "reschedule", "postpone", "move my", "change my"];
+const BOOKING_NOUNS: &[&str] = &["appointment", "booking", "appt"];
+
+/// Drops the booking being made (anywhere).
+const CANCEL: &[&str] = &[
+    "cancel",
+    "never mind",
+    "nevermind",
+    "forget it",
+    "forget about it",
+    "dont book",
+    "do not book",
+    "dont bother",
+    "dont worry about it",
+    "leave it",
+    "no thanks",
+    "no thank you",
+];
+
+/// Agrees (at the start).
+const YES: &[&str] = &[
+    "yes",
+    "yeah",
+    "yep",
+    "yup",
+    "yea",
+    "ya",
+    "sure",
+    "correct",
+    "ok",
+    "okay",
+    "alright",
+    "absolutely",
+    "definitely",
+    "perfect",
+    "great",
+    "lovely",
+    "right",
+    "please",
+    "thats right",
+    "that is right",
+    "thats correct",
+    "that is correct",
+    "please do",
+    "go ahead",
+    "sounds good",
+    "that sounds good",
+    "book it",
+    "that works",
+    "thats fine",
+    "that is fine",
+    "all good",
+];
+
+/// Disagrees (at the start).
+const NO: &[&str] = &[
+    "no",
+    "nope",
+    "nah",
+    "not quite",
+    "not really",
+    "thats wrong",
+    "that is wrong",
+    "thats not right",
+    "that is not right",
+    "wrong",
+    "incorrect",
+];
+
+/// Marks a correction, so that a bare number is read as the new time ("actually, make it 4").
+const CORRECTION: &[&str] = &[
+    "actually",
+    "make it",
+    "change it",
+    "instead",
+    "how about",
+    "what about",
+    "rather",
+    "can we do",
+    "could we do",
+    "can you do",
+    "could you do",
+    "no",
+    "not",
+];
+
+/// A question: the first word (after fillers and "ok", "and", …), or a phrase anywhere.
+const WH_WORDS: &[&str] = &[
+    "what", "whats", "when", "where", "wheres", "how", "hows", "who", "whos", "which", "why",
+];
+const QUESTION_WORDS: &[&str] = &[
+    "do", "does", "are", "is", "can", "could", "will", "would", "have", "has", "did", "should",
+    "may", "any",
+];
+const QUESTION_PHRASES: &[&str] = &["tell me", "wondering", "like to know", "want to know"];
+const LEAD_INS: &[&str] = &[
+    "ok", "okay", "yes", "yeah", "and", "also", "so", "hi", "hello", "sorry", "just",
+];
+
+/// The caller reports a problem: the empathy slider decides what to say about it.
+const PROBLEM: &[&str] = &[
+    "pain",
+    "painful",
+    "hurts",
+    "hurt",
+    "hurting",
+    "ache",
+    "aching",
+    "toothache",
+    "headache",
+    "problem",
+    "problems",
+    "emergency",
+    "urgent",
+    "urgently",
+    "broken",
+    "broke",
+    "bleeding",
+    "swollen",
+    "swelling",
+    "worried",
+    "sore",
+    "injured",
+    "injury",
+    "accident",
+    "trouble",
+    "chipped",
+    "cracked",
+    "upset",
+];
+
+/// Only thanks ("thanks", "great, thank you very much").
+const THANKS_WORDS: &[&str] = &[
+    "thanks", "thank", "you", "very", "much", "cheers", "ta", "so", "a", "lot", "great", "ok",
+    "okay", "lovely", "perfect", "awesome",
+];
+
+/// Only a greeting ("hello", "hi there", "good morning").
+const GREETING_WORDS: &[&str] = &[
+    "hi",
+    "hello",
+    "hey",
+    "there",
+    "good",
+    "morning",
+    "afternoon",
+    "evening",
+    "gday",
+    "day",
+];
+
+pub(crate) fn is_goodbye(u: &Utterance) -> bool {
+    u.has_any(GOODBYE)
+}
+
+pub(crate) fn wants_transfer(u: &Utterance) -> bool {
+    u.has_any(TRANSFER) || (u.has_any(TALK) && u.has_any(PERSON))
+}
+
+pub(crate) fn wants_booking(u: &Utterance) -> bool {
+    u.has_any(BOOKING)
+}
+
+pub(crate) fn about_existing_booking(u: &Utterance) -> bool {
+    u.has("reschedule") || (u.has_any(EXISTING) && u.has_any(BOOKING_NOUNS))
+}
+
+pub(crate) fn is_cancel(u: &Utterance) -> bool {
+    u.has_any(CANCEL)
+}
+
+pub(crate) fn is_yes(u: &Utterance) -> bool {
+    u.starts_with_any(YES)
+}
+
+/// Only "yes" (with "please" or "thanks"): the caller has more to say but has not said it.
+pub(crate) fn is_bare_yes(u: &Utterance) -> bool {
+    u.is_only(&[
+        "yes", "yeah", "yep", "sure", "ok", "okay", "yes i do", "i do", "there is",
+    ])
+}
+
+pub(crate) fn is_no(u: &Utterance) -> bool {
+    u.starts_with_any(NO)
+}
+
+pub(crate) fn is_correction(u: &Utterance) -> bool {
+    u.has_any(CORRECTION)
+}
+
+fn first_word(u: &Utterance) -> Option<&str> {
+    u.norms().into_iter().find(|w| !LEAD_INS.contains(w))
+}
+
+/// Starts with what/when/where/how/who/which/why.
+pub(crate) fn is_wh_question(u: &Utterance) -> bool {
+    first_word(u).is_some_and(|w| WH_WORDS.contains(&w))
+}
+
+pub(crate) fn is_question(u: &Utterance) -> bool {
+    u.text.trim_end().ends_with('?')
+        || is_wh_question(u)
+        || first_word(u).is_some_and(|w| QUESTION_WORDS.contains(&w))
+        || u.has_any(QUESTION_PHRASES)
+}
+
+pub(crate) fn reports_problem(u: &Utterance) -> bool {
+    u.norms().iter().any(|w| PROBLEM.contains(w))
+}
+
+pub(crate) fn is_thanks(u: &Utterance) -> bool {
+    let norms = u.norms();
+    norms
+        .iter()
+        .any(|w| matches!(*w, "thanks" | "thank" | "cheers" | "ta"))
+        && norms.iter().all(|w| THANKS_WORDS.contains(w))
+}
+
+pub(crate) fn is_greeting(u: &Utterance) -> bool {
+    let norms = u.norms();
+    !norms.is_empty() && norms.iter().all(|w| GREETING_WORDS.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u(text: &str) -> Utterance {
+        Utterance::new(text)
+    }
+
+    #[test]
+    fn intents_table() {
+        for said in [
+            "That's all, thanks.",
+            "that is all",
+            "goodbye",
+            "ok bye",
+            "no thanks",
+            "nothing else",
+        ] {
+            assert!(is_goodbye(&u(said)), "{said:?}");
+        }
+        for said in ["thanks", "what's the address"] {
+            assert!(!is_goodbye(&u(said)), "{said:?}");
+        }
+        for said in [
+            "Can I speak to a person?",
+            "let me talk to someone",
+            "transfer me",
+            "operator",
+            "I want a real person",
+        ] {
+            assert!(wants_transfer(&u(said)), "{said:?}");
+        }
+        assert!(!wants_transfer(&u("can I book for someone else")));
+        for said in [
+            "I'd like to make a booking",
+            "can I book an appointment",
+            "I need to see the dentist",
+            "could I schedule a cleaning",
+        ] {
+            assert!(wants_booking(&u(said)), "{said:?}");
+        }
+        assert!(about_existing_booking(&u(
+            "I need to cancel my appointment"
+        )));
+        assert!(!about_existing_booking(&u("book an appointment")));
+        for said in [
+            "Yes",
+            "yeah that's right",
+            "That's right.",
+            "sure",
+            "please do",
+            "Correct",
+        ] {
+            assert!(is_yes(&u(said)), "{said:?}");
+            assert!(!is_no(&u(said)), "{said:?}");
+        }
+        for said in ["no", "No, make it Wednesday", "nope", "not quite"] {
+            assert!(is_no(&u(said)), "{said:?}");
+            assert!(!is_yes(&u(said)), "{said:?}");
+        }
+        for said in [
+            "What are your opening hours?",
+            "ok and where are you",
+            "do you bulk bill",
+            "is there parking",
+        ] {
+            assert!(is_question(&u(said)), "{said:?}");
+        }
+        assert!(!is_question(&u("I'd like to book")));
+        assert!(is_thanks(&u("Great, thank you very much")));
+        assert!(!is_thanks(&u("thanks, what are your hours")));
+        assert!(is_greeting(&u("Hi there")));
+        assert!(reports_problem(&u("I've got a really bad toothache")));
+    }
+}
