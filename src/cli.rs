@@ -48,6 +48,9 @@ pub struct CallArgs {
     /// answered and been quiet for --pause-ms.
     #[arg(long, required = true)]
     pub audio: Vec<PathBuf>,
+    /// The caller's number the call presents (E.164); bookings default to it.
+    #[arg(long)]
+    pub from: Option<String>,
     /// How long the caller waits after the agent stops talking before the next --audio.
     #[arg(long, default_value_t = 800)]
     pub pause_ms: u64,

@@ -77,6 +77,7 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
         speed: args.speed,
         quiet: std::time::Duration::from_secs(2),
         carrier: args.carrier,
+        from: args.from,
     })
     .await?;
     if let Some(out) = &args.out {

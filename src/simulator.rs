@@ -43,7 +43,8 @@ pub struct CallPlan {
     /// An API token of the agent's business.
     pub api_token: String,
     pub agent_id: i64,
-    /// The caller's audio (any WAV the engine reads), played from the moment the call connects.
+    /// The caller's audio (any WAV the engine reads), played from the moment the call connects,
+    /// or, when `then` is not empty, once the agent's greeting is over.
     pub caller: wav::Audio,
     /// Further utterances, each spoken once the agent has answered the previous one and been
     /// quiet for `pause` (a caller taking turns, as people do).
@@ -56,6 +57,8 @@ pub struct CallPlan {
     pub quiet: Duration,
     /// Which carrier's protocol to speak.
     pub carrier: SimCarrier,
+    /// The caller's number (E.164) the call presents, if any.
+    pub from: Option<String>,
 }
 
 /// The outcome: the engine's call record and the agent's audio as heard on the line.
@@ -238,11 +241,15 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     let http = reqwest::Client::new();
     let http_err = |e: reqwest::Error| SimulatorError::Http(e.to_string());
     let base = plan.base_url.trim_end_matches('/');
+    let mut query = vec![("carrier", carrier.name().to_owned())];
+    if let Some(from) = &plan.from {
+        query.push(("from", from.clone()));
+    }
+    let query = serde_urlencoded::to_string(&query).unwrap_or_default();
     let response = http
         .post(format!(
-            "{base}/api/agents/{}/test-call?carrier={}",
-            plan.agent_id,
-            carrier.name()
+            "{base}/api/agents/{}/test-call?{query}",
+            plan.agent_id
         ))
         .bearer_auth(&plan.api_token)
         .send()
@@ -347,8 +354,10 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     let mut frames_sent = 0;
     let silence = vec![0.0; format.sample_rate as usize / 50];
     let mut frame = Vec::with_capacity(1);
+    // A conversation (several utterances) starts by listening to the greeting.
+    let conversation = utterances.len() > 1;
     for (index, frames) in utterances.iter().enumerate() {
-        if index > 0 {
+        if index > 0 || conversation {
             // Silence until the agent has started answering (or 10 s pass) and has then been
             // quiet for the pause.
             let heard_before = received.lock().await.frames;
@@ -387,8 +396,11 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
             tokio::time::sleep_until(next).await;
         }
     }
-    // Then silence until the agent has finished and been quiet, or has hung up.
+    // Then silence until the agent has answered (a conversation's last words get a reply; up
+    // to 10 s) and been quiet, or has hung up.
     let mut hung_up = false;
+    let heard_before = received.lock().await.frames;
+    let asked = Instant::now();
     loop {
         let (quiet_since, playing_until, closed) = {
             let got = received.lock().await;
@@ -399,7 +411,10 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
             hung_up = true;
             break;
         }
-        if now >= playing_until && now.duration_since(quiet_since) >= plan.quiet {
+        let answered = !conversation
+            || received.lock().await.frames > heard_before
+            || now.duration_since(asked).as_secs() >= 10;
+        if answered && now >= playing_until && now.duration_since(quiet_since) >= plan.quiet {
             break;
         }
         frame.clear();

@@ -54,7 +54,8 @@ pub struct TestCall {
 /// Starts a test call with the agent: returns the media stream to connect to.
 #[utoipa::path(
     post, path = "/api/agents/{id}/test-call", tag = "calls", security(("bearer" = [])),
-        params(("id" = i64, Path), ("carrier" = Option<String>, Query, description = "Stream protocol: twilio (default), telnyx, plivo, vonage or web (the browser protocol)")),
+        params(("id" = i64, Path), ("carrier" = Option<String>, Query, description = "Stream protocol: twilio (default), telnyx, plivo, vonage or web (the browser protocol)"),
+               ("from" = Option<String>, Query, description = "The caller's number to simulate (E.164): bookings default to it")),
     responses(
         (status = 201, body = TestCall), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The agent is being deleted", body = ErrorBody)
@@ -79,6 +80,12 @@ async fn test_call(
             ));
         }
     };
+    let from = query_value(query.as_deref(), "from");
+    if let Some(from) = &from
+        && !crate::agent::is_e164(from)
+    {
+        return Err(ApiError::field("from", "must be an E.164 number such as +61255501234"));
+    }
     let tenant = auth.tenant()?;
     let agent = AgentId(parse_id(&id)?);
     let row = agent_store::get(&state.db, tenant, agent).await?;
@@ -91,7 +98,7 @@ async fn test_call(
         direction: Direction::Test,
         carrier,
         carrier_call_id: None,
-        from_number: None,
+        from_number: from.as_deref(),
         to_number: None,
     };
     let telephony = &state.telephony;

@@ -18,6 +18,8 @@ const OPUS_MAX_SAMPLES: usize = OPUS_RATE as usize * 120 / 1000;
 /// default 10 costs 240 µs (1.2 % of a core while the agent speaks), 5 costs 116 µs, 2 costs
 /// 74 µs. Synthesis costs far more than any of them; 5 keeps most of the quality.
 const OPUS_COMPLEXITY: u8 = 5;
+/// Opus bit rate for the engine's (and the simulator's) audio.
+const OPUS_BITRATE: i32 = 32_000;
 /// Room for one encoded 20 ms Opus packet (libopus never needs more than 1275 bytes a frame).
 const OPUS_MAX_PACKET: usize = 1500;
 
@@ -111,6 +113,11 @@ impl LineEncoder {
                         .map_err(opus_error)?;
                 encoder
                     .set_complexity(OPUS_COMPLEXITY)
+                    .map_err(opus_error)?;
+                // Wideband speech at 32 kbit/s, what browsers send for voice; libopus's own
+                // default for 16 kHz VoIP is lower and blurs words speech-to-text needs.
+                encoder
+                    .set_bitrate(audiopus::Bitrate::BitsPerSecond(OPUS_BITRATE))
                     .map_err(opus_error)?;
                 Some((encoder, vec![0; OPUS_MAX_PACKET]))
             }

@@ -94,7 +94,7 @@ impl MediaState {
         };
         Ok(Self {
             config: Arc::new(MediaConfig::from_config(config)),
-            turns: Arc::new(crate::agent::turn::Echo),
+            turns: Arc::new(crate::agent::embedded::EmbeddedResponder::new()),
             llm,
             backchannels: Arc::new(backchannel::CommonBackchannels),
         })

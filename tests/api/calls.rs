@@ -295,6 +295,7 @@ async fn simulate(carrier: callgenius::simulator::SimCarrier) {
         caller,
         then: Vec::new(),
         pause: std::time::Duration::from_millis(800),
+        from: None,
         speed: 2.0,
         quiet: std::time::Duration::from_millis(1500),
         carrier,
