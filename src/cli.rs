@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the engine: REST API (and, as they land, media edge and workers).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Transcribe a WAV file (any rate, PCM, float, µ-law or A-law) with the offline model.
     Transcribe(TranscribeArgs),
     /// Speak text into a WAV file with an installed Piper voice.

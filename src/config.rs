@@ -348,7 +348,10 @@ impl Config {
         if let Some(llm) = &self.llm
             && !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://"))
         {
-            return Err(invalid("llm_base_url", "must be an http:// or https:// URL"));
+            return Err(invalid(
+                "llm_base_url",
+                "must be an http:// or https:// URL",
+            ));
         }
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1"));

@@ -124,7 +124,9 @@ fn tools(text: &mut String, spec: &AgentSpec) {
         any = true;
         text.push_str("- end_call: hangs up after your reply. Use it when the caller says goodbye or has nothing more to ask; say goodbye first.\n");
     }
-    if has(TRANSFER_CALL) && let Some(number) = &spec.transfer_number {
+    if has(TRANSFER_CALL)
+        && let Some(number) = &spec.transfer_number
+    {
         any = true;
         text.push_str(&format!("- transfer_call: transfers the caller to a person at {number}. Use it when the caller asks for a person or for something you cannot do; tell them first.\n"));
     }

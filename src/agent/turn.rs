@@ -111,7 +111,10 @@ pub enum ToolError {
 
 /// Runs the tools that act on stored data, for one call.
 pub trait ToolRunner: Send + Sync {
-    fn book_appointment(&self, request: BookingRequest) -> BoxFuture<'_, Result<Booking, ToolError>>;
+    fn book_appointment(
+        &self,
+        request: BookingRequest,
+    ) -> BoxFuture<'_, Result<Booking, ToolError>>;
 }
 
 /// Builds a conversation per call.
@@ -189,4 +192,3 @@ pub(crate) mod testing {
         }
     }
 }
-

@@ -319,7 +319,10 @@ impl AgentInput {
         };
         let transfer_number = match fields.optional_string("transfer_number", 16) {
             Optional::Value(number) if !is_e164(&number) => {
-                fields.error("transfer_number", "must be an E.164 number such as +61255501234");
+                fields.error(
+                    "transfer_number",
+                    "must be an E.164 number such as +61255501234",
+                );
                 Optional::Absent
             }
             other => other,

@@ -14,8 +14,8 @@ use super::{AppState, JsonResult};
 use crate::calls::aftercall::{self, TranscriptEntry};
 use crate::calls::{self, Parties};
 use crate::domain::{AgentId, CallId, Carrier, Direction, TenantId};
-use crate::store::bookings::{self, BookingRow};
 use crate::store::agents as agent_store;
+use crate::store::bookings::{self, BookingRow};
 use crate::store::calls::{self as store, CallFilter, CallRow, TurnRow};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -84,7 +84,10 @@ async fn test_call(
     if let Some(from) = &from
         && !crate::agent::is_e164(from)
     {
-        return Err(ApiError::field("from", "must be an E.164 number such as +61255501234"));
+        return Err(ApiError::field(
+            "from",
+            "must be an E.164 number such as +61255501234",
+        ));
     }
     let tenant = auth.tenant()?;
     let agent = AgentId(parse_id(&id)?);
@@ -270,7 +273,10 @@ fn paging(query: Option<&str>, errors: &mut FieldErrors) -> (i64, i64) {
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if (1..=max).contains(&n) => n,
             _ => {
-                errors.insert(name.into(), vec![format!("must be a whole number from 1 to {max}")]);
+                errors.insert(
+                    name.into(),
+                    vec![format!("must be a whole number from 1 to {max}")],
+                );
                 default
             }
         },
@@ -290,7 +296,11 @@ fn date_bound(raw: &str, end: bool) -> Option<String> {
         return Some(at.to_rfc3339_opts(SecondsFormat::Millis, true));
     }
     let at = DateTime::parse_from_rfc3339(raw).ok()?.with_timezone(&Utc);
-    let at = if end { at + chrono::Duration::milliseconds(1) } else { at };
+    let at = if end {
+        at + chrono::Duration::milliseconds(1)
+    } else {
+        at
+    };
     Some(at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
@@ -491,7 +501,9 @@ async fn serve_recording(
     };
     let path = crate::calls::recording::mp3_path(dir, call);
     if row.recording_status != "ready" || !path.exists() {
-        return Err(ApiError::NotFound("the recording is no longer available".into()));
+        return Err(ApiError::NotFound(
+            "the recording is no longer available".into(),
+        ));
     }
     let response = tower_http::services::ServeFile::new_with_mime(
         path,

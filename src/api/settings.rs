@@ -33,7 +33,11 @@ pub struct SettingsView {
 }
 
 fn view(state: &AppState, row: TenantSettingsRow) -> SettingsView {
-    let llm = state.media.llm.as_ref().map(|llm| llm.config().model.clone());
+    let llm = state
+        .media
+        .llm
+        .as_ref()
+        .map(|llm| llm.config().model.clone());
     SettingsView {
         timezone: row.timezone,
         turn_engine: row.turn_engine,
@@ -82,7 +86,10 @@ async fn update_settings(
         Optional::Value(name) => match name.parse::<chrono_tz::Tz>() {
             Ok(tz) => Some(tz.name().to_owned()),
             Err(_) => {
-                fields.error("timezone", "must be an IANA time zone such as Europe/London");
+                fields.error(
+                    "timezone",
+                    "must be an IANA time zone such as Europe/London",
+                );
                 None
             }
         },

@@ -16,9 +16,9 @@ use vader_sentiment::SentimentIntensityAnalyzer;
 use super::recording;
 use crate::api::AppState;
 use crate::domain::{CallId, TenantId};
+use crate::store::StoreResult;
 use crate::store::bookings::{self, BookingRow};
 use crate::store::calls::{self as store, CallRow, TurnRow};
-use crate::store::StoreResult;
 
 /// One line of a call's transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -102,9 +102,27 @@ pub fn sentiment(entries: &[TranscriptEntry]) -> Option<f64> {
 
 /// Words that mark what a caller wants.
 const REQUEST_WORDS: &[&str] = &[
-    "book", "appointment", "schedule", "reserve", "cancel", "change", "reschedule", "price",
-    "cost", "how much", "open", "hours", "want", "need", "like", "looking", "can you", "could",
-    "do you", "is there", "?",
+    "book",
+    "appointment",
+    "schedule",
+    "reserve",
+    "cancel",
+    "change",
+    "reschedule",
+    "price",
+    "cost",
+    "how much",
+    "open",
+    "hours",
+    "want",
+    "need",
+    "like",
+    "looking",
+    "can you",
+    "could",
+    "do you",
+    "is there",
+    "?",
 ];
 
 /// A summary without a language model: what the caller wanted (their first request), what was
@@ -199,7 +217,10 @@ async fn encode(state: &AppState, tenant: TenantId, call: CallId, rate: u32) -> 
         return Ok(());
     };
     store::set_recording(&state.db, tenant, call, "encoding", None).await?;
-    let (pcm, mp3) = (recording::pcm_path(&dir, call), recording::mp3_path(&dir, call));
+    let (pcm, mp3) = (
+        recording::pcm_path(&dir, call),
+        recording::mp3_path(&dir, call),
+    );
     let encoded = tokio::task::spawn_blocking(move || {
         let size = recording::encode_mp3(&pcm, &mp3, rate);
         if size.is_ok() {
@@ -270,10 +291,11 @@ pub async fn resume_unfinished(state: &AppState) -> StoreResult<usize> {
     for row in &pending {
         let (tenant, call) = (TenantId(row.tenant_id), CallId(row.id));
         // A raw recording left on disk is encoded now; at 8 kHz unless the call was wideband.
-        let recording = match (&state.media.config.recordings, row.recording_status.as_str()) {
-            (Some(dir), "encoding" | "recording")
-                if recording::pcm_path(dir, call).exists() =>
-            {
+        let recording = match (
+            &state.media.config.recordings,
+            row.recording_status.as_str(),
+        ) {
+            (Some(dir), "encoding" | "recording") if recording::pcm_path(dir, call).exists() => {
                 Some(Ok(if row.carrier == "web" || row.carrier == "vonage" {
                     16_000
                 } else {
@@ -337,8 +359,14 @@ mod tests {
             text: text.to_owned(),
             offset_sec: 0.0,
         };
-        let happy = [entry("caller", "Thank you so much, that's wonderful, great service!")];
-        let angry = [entry("caller", "This is terrible, I'm very angry and upset.")];
+        let happy = [entry(
+            "caller",
+            "Thank you so much, that's wonderful, great service!",
+        )];
+        let angry = [entry(
+            "caller",
+            "This is terrible, I'm very angry and upset.",
+        )];
         let agent_only = [entry("agent", "This is terrible.")];
         assert!(sentiment(&happy).unwrap() > 0.5);
         assert!(sentiment(&angry).unwrap() < -0.5);
@@ -372,7 +400,10 @@ mod tests {
         };
         let done = extractive_summary(&entries, &[booking], Some("agent-hangup"));
         assert!(done.contains("book an appointment for Tuesday"), "{done}");
-        assert!(done.contains("Sarah Jones on Tuesday 1 December 2026 at 15:00"), "{done}");
+        assert!(
+            done.contains("Sarah Jones on Tuesday 1 December 2026 at 15:00"),
+            "{done}"
+        );
         assert!(done.contains("Nothing was left open"), "{done}");
         let open = extractive_summary(&entries, &[], Some("hangup"));
         assert!(open.contains("none was made"), "{open}");

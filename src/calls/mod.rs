@@ -5,8 +5,8 @@ pub mod aftercall;
 pub mod recording;
 pub mod registry;
 pub mod token;
-pub mod transfer;
 pub mod tools;
+pub mod transfer;
 
 use chrono::Utc;
 

@@ -139,7 +139,11 @@ mod tests {
         use crate::domain::{CallId, TenantId};
         let tokens = super::StreamTokens::new(b"secret");
         let sig = tokens.sign_recording(TenantId(1), CallId(7), 1_000);
-        assert!(tokens.verify_recording(TenantId(1), CallId(7), 1_000, &sig, 999).is_ok());
+        assert!(
+            tokens
+                .verify_recording(TenantId(1), CallId(7), 1_000, &sig, 999)
+                .is_ok()
+        );
         assert_eq!(
             tokens.verify_recording(TenantId(1), CallId(7), 1_000, &sig, 1_001),
             Err(super::TokenError::Expired)

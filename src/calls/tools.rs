@@ -5,8 +5,8 @@ use futures_util::future::BoxFuture;
 
 use crate::agent::turn::{Booking, BookingRequest, ToolError, ToolRunner};
 use crate::domain::{AgentId, CallId, TenantId};
-use crate::store::bookings::{self, NewBooking};
 use crate::store::Db;
+use crate::store::bookings::{self, NewBooking};
 
 /// One call's tools.
 pub struct CallTools {

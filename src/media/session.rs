@@ -30,11 +30,11 @@ use super::protocol::{Event, Inbound, LineFormat, Outbound, StreamStart};
 use crate::agent::EngineChoice;
 use crate::agent::turn::{Conversation, TurnContext, TurnInput, TurnOutput};
 use crate::api::AppState;
+use crate::calls::recording::{self, AgentAudio, Recorder};
 use crate::calls::registry::LiveCall;
 use crate::domain::{CallId, CallStatus, TenantId};
-use crate::calls::recording::{self, AgentAudio, Recorder};
-use crate::models::{Models, moonshine};
 use crate::models::piper::ClauseStream;
+use crate::models::{Models, moonshine};
 use crate::pipeline::endpoint::{EndpointEvent, Endpointer};
 use crate::pipeline::{resample::resample, vad};
 use crate::store::calls::{self as call_store, TurnRow};
@@ -168,9 +168,6 @@ pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
     let span = tracing::info_span!("call", call_id = %claims.call, tenant_id = %claims.tenant);
     let CallOutcome { result, recording } = Call::run(
         &state,
-        claims.call,
-        claims.tenant,
-        claims.agent,
         &call_row,
         Line {
             stream_id: start.stream_id,
@@ -348,9 +345,6 @@ struct Call {
 impl Call {
     async fn run(
         state: &AppState,
-        call: CallId,
-        tenant: TenantId,
-        agent: crate::domain::AgentId,
         call_row: &call_store::CallRow,
         line: Line,
         sink: Sink,
@@ -363,6 +357,7 @@ impl Call {
             mut inbound,
             outbound,
         } = line;
+        let (call, tenant) = (CallId(call_row.id), TenantId(call_row.tenant_id));
         // The recording: created before anything is said, so it starts at the stream's start.
         let (recorder, tap) = match start_recording(state, call, format.sample_rate, started).await
         {
@@ -379,10 +374,12 @@ impl Call {
             out_rx,
             Arc::clone(&generation),
             Arc::clone(&barged),
-            stream_id,
-            outbound,
-            played_tx,
-            tap,
+            WriterLine {
+                stream_id,
+                outbound,
+                played: played_tx,
+                recording: tap,
+            },
         ));
         let prepared = Self::prepare(state, call_row, format).await;
         let Prepared {
@@ -403,8 +400,12 @@ impl Call {
                     .await;
                 drop(out_tx);
                 let _ = writer.await;
-                let recording = recorder.map(|(recorder, _)| recorder.finish().map_err(|e| e.to_string()));
-                return CallOutcome { result: Err(reason), recording };
+                let recording =
+                    recorder.map(|(recorder, _)| recorder.finish().map_err(|e| e.to_string()));
+                return CallOutcome {
+                    result: Err(reason),
+                    recording,
+                };
             }
         };
         let ctx = Arc::new(ctx);
@@ -422,7 +423,7 @@ impl Call {
             db: state.db.clone(),
             tenant,
             call,
-            agent,
+            agent: ctx.agent,
             caller_number: ctx.caller_number.clone(),
             timezone: ctx.timezone,
         });
@@ -1044,8 +1045,8 @@ impl Speaker {
         {
             // Total: from the end of the caller's speech (endpoint wait + speech-to-text before
             // the turn started) to the first agent frame on the wire.
-            let before_turn = wait.unwrap_or_default()
-                + Duration::from_millis(row.stt_ms.unwrap_or(0) as u64);
+            let before_turn =
+                wait.unwrap_or_default() + Duration::from_millis(row.stt_ms.unwrap_or(0) as u64);
             row.total_ms = Some((at.duration_since(turn_started) + before_turn).as_millis() as i64);
             row.agent_offset_ms = Some(at.duration_since(self.call_started).as_millis() as i64);
             let _ = job.notes.send(TurnNote::Progress(row.clone())).await;
@@ -1074,7 +1075,9 @@ async fn turn_context(
     let engine = match (choice, state.media.llm.is_some()) {
         (EngineChoice::Auto | EngineChoice::Llm, true) => EngineChoice::Llm,
         (EngineChoice::Llm, false) => {
-            tracing::warn!("the agent asks for the LLM but none is configured; the embedded responder answers");
+            tracing::warn!(
+                "the agent asks for the LLM but none is configured; the embedded responder answers"
+            );
             EngineChoice::Embedded
         }
         _ => EngineChoice::Embedded,
@@ -1116,7 +1119,9 @@ async fn turn_context(
 /// The engine chosen for the call ([`TurnContext::engine`]).
 fn engine_for(state: &AppState, ctx: &TurnContext) -> Arc<dyn crate::agent::turn::TurnEngine> {
     match (&state.media.llm, ctx.engine) {
-        (Some(llm), EngineChoice::Llm) => Arc::clone(llm) as Arc<dyn crate::agent::turn::TurnEngine>,
+        (Some(llm), EngineChoice::Llm) => {
+            Arc::clone(llm) as Arc<dyn crate::agent::turn::TurnEngine>
+        }
         _ => Arc::clone(&state.media.turns),
     }
 }
@@ -1129,7 +1134,13 @@ fn dsp_loop(
     mut decoder: LineDecoder,
     mut recording: Option<(Recorder, std::sync::mpsc::Receiver<AgentAudio>)>,
 ) -> Option<Result<u64, String>> {
-    let failed = dsp_frames(&frames, &events, &mut endpointer, &mut decoder, &mut recording);
+    let failed = dsp_frames(
+        &frames,
+        &events,
+        &mut endpointer,
+        &mut decoder,
+        &mut recording,
+    );
     match (recording, failed) {
         (_, Some(error)) => Some(Err(error)),
         (Some((mut recorder, agent)), None) => {
@@ -1206,6 +1217,15 @@ fn dsp_frames(
     recording_failed
 }
 
+/// What the writer writes to: the carrier's stream, where it reports clauses played (carriers
+/// without marks) and where agent audio goes for the recording.
+struct WriterLine {
+    stream_id: String,
+    outbound: Arc<dyn Outbound>,
+    played: mpsc::Sender<String>,
+    recording: Option<RecordTap>,
+}
+
 /// Where the writer sends the agent's audio for the call's recording.
 struct RecordTap {
     agent: std::sync::mpsc::Sender<AgentAudio>,
@@ -1227,11 +1247,14 @@ async fn writer_loop(
     mut commands: mpsc::Receiver<Out>,
     generation: Arc<AtomicU64>,
     barged: Arc<Notify>,
-    stream_id: String,
-    outbound: Arc<dyn Outbound>,
-    played: mpsc::Sender<String>,
-    recording: Option<RecordTap>,
+    line: WriterLine,
 ) {
+    let WriterLine {
+        stream_id,
+        outbound,
+        played,
+        recording,
+    } = line;
     // Playback clock: when the current run of audio started, and how much of it was sent.
     let mut clock: Option<(Instant, u32)> = None;
     while let Some(command) = commands.recv().await {

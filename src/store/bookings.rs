@@ -87,7 +87,12 @@ pub async fn get(db: &Db, tenant: TenantId, id: i64) -> StoreResult<BookingRow> 
 }
 
 /// Newest first, one page.
-pub async fn list(db: &Db, tenant: TenantId, limit: i64, offset: i64) -> StoreResult<Vec<BookingRow>> {
+pub async fn list(
+    db: &Db,
+    tenant: TenantId,
+    limit: i64,
+    offset: i64,
+) -> StoreResult<Vec<BookingRow>> {
     let rows = sqlx::query_as(
         "SELECT * FROM bookings WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
     )
@@ -109,10 +114,11 @@ pub async fn count(db: &Db, tenant: TenantId) -> StoreResult<i64> {
 
 /// The bookings made during one call.
 pub async fn for_call(db: &Db, tenant: TenantId, call: CallId) -> StoreResult<Vec<BookingRow>> {
-    let rows = sqlx::query_as("SELECT * FROM bookings WHERE tenant_id = $1 AND call_id = $2 ORDER BY id")
-        .bind(tenant.0)
-        .bind(call.0)
-        .fetch_all(db.pool())
-        .await?;
+    let rows =
+        sqlx::query_as("SELECT * FROM bookings WHERE tenant_id = $1 AND call_id = $2 ORDER BY id")
+            .bind(tenant.0)
+            .bind(call.0)
+            .fetch_all(db.pool())
+            .await?;
     Ok(rows)
 }

@@ -118,12 +118,7 @@ async fn events(app: &TestApp, tenant: i64) -> Vec<(String, Value)> {
 
 /// The checks every booking call shares: the booking, hang-up, transcript, recording, summary,
 /// sentiment and events.
-async fn check_booked_call(
-    app: &TestApp,
-    s: &Session,
-    report: &CallReport,
-    start: &str,
-) -> Value {
+async fn check_booked_call(app: &TestApp, s: &Session, report: &CallReport, start: &str) -> Value {
     assert!(report.agent_hung_up, "the agent should end the call");
     let call = analysed(app, s, report.call_id).await;
     assert_eq!(call["status"], "completed", "{call}");
@@ -143,18 +138,30 @@ async fn check_booked_call(
 
     // Both speakers, in order of time, the greeting first.
     let transcript = app
-        .get(&format!("/api/calls/{}/transcript", report.call_id), &s.token)
+        .get(
+            &format!("/api/calls/{}/transcript", report.call_id),
+            &s.token,
+        )
         .await
         .body;
     let lines = transcript.as_array().unwrap();
     assert!(lines.len() >= 8, "{transcript}");
     assert_eq!(lines[0]["speaker"], "agent");
     // (Tests load the models on first use, so the greeting may wait for them.)
-    assert!(lines[0]["offset_sec"].as_f64().unwrap() < 5.0, "{transcript}");
-    let offsets: Vec<f64> = lines.iter().map(|l| l["offset_sec"].as_f64().unwrap()).collect();
+    assert!(
+        lines[0]["offset_sec"].as_f64().unwrap() < 5.0,
+        "{transcript}"
+    );
+    let offsets: Vec<f64> = lines
+        .iter()
+        .map(|l| l["offset_sec"].as_f64().unwrap())
+        .collect();
     assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
     let duration = call["duration_sec"].as_f64().unwrap();
-    assert!(offsets.last().unwrap() < &duration, "{offsets:?} vs {duration}");
+    assert!(
+        offsets.last().unwrap() < &duration,
+        "{offsets:?} vs {duration}"
+    );
     let said = |speaker: &str| -> String {
         lines
             .iter()
@@ -167,13 +174,19 @@ async fn check_booked_call(
     assert!(said("agent").contains("goodbye"), "{transcript}");
 
     // The latency report covers every answered turn.
-    assert_eq!(call["latency"]["turns"], lines.iter().filter(|l| l["speaker"] == "caller").count());
+    assert_eq!(
+        call["latency"]["turns"],
+        lines.iter().filter(|l| l["speaker"] == "caller").count()
+    );
     assert!(call["latency"]["total_ms_median"].as_i64().unwrap() > 0);
 
     // A playable MP3 the length of the call, by a signed URL, with ranges.
     assert_eq!(call["recording_status"], "ready", "{call}");
     let r = app
-        .get(&format!("/api/calls/{}/recording", report.call_id), &s.token)
+        .get(
+            &format!("/api/calls/{}/recording", report.call_id),
+            &s.token,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let url = r.body["url"].as_str().unwrap();
@@ -185,7 +198,11 @@ async fn check_booked_call(
     let sync = bytes.iter().position(|&b| b == 0xFF).unwrap();
     assert_eq!(bytes[sync + 1] & 0xE0, 0xE0, "an MPEG audio frame");
     // Constant bit rate: 16 kbit/s for 8 kHz lines, 32 kbit/s for wideband.
-    let rate = if call["carrier"] == "twilio" { 2_000.0 } else { 4_000.0 };
+    let rate = if call["carrier"] == "twilio" {
+        2_000.0
+    } else {
+        4_000.0
+    };
     let seconds = bytes.len() as f64 / rate;
     assert!(
         (seconds - duration).abs() < duration * 0.2 + 1.0,
@@ -206,7 +223,10 @@ async fn check_booked_call(
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // Summary and sentiment.
-    assert!(call["summary"].as_str().is_some_and(|s| !s.is_empty()), "{call}");
+    assert!(
+        call["summary"].as_str().is_some_and(|s| !s.is_empty()),
+        "{call}"
+    );
     let sentiment = call["sentiment"].as_f64().unwrap();
     assert!((-1.0..=1.0).contains(&sentiment), "{sentiment}");
 
@@ -441,10 +461,16 @@ async fn barge_in_cuts_a_long_reply_and_only_what_was_heard_is_kept() {
     assert!(LONG.starts_with(heard.trim_end_matches('.')), "{heard}");
     // The transcript holds only what was played.
     let transcript = app
-        .get(&format!("/api/calls/{}/transcript", report.call_id), &s.token)
+        .get(
+            &format!("/api/calls/{}/transcript", report.call_id),
+            &s.token,
+        )
         .await
         .body;
-    assert!(!transcript.to_string().contains("hygienist"), "{transcript}");
+    assert!(
+        !transcript.to_string().contains("hygienist"),
+        "{transcript}"
+    );
     // And so does the model's memory on the next turn.
     let requests = llm.requests();
     let after = requests
@@ -457,4 +483,111 @@ async fn barge_in_cuts_a_long_reply_and_only_what_was_heard_is_kept() {
         .collect::<Vec<_>>()
         .join(" ");
     assert!(!remembered.contains("hygienist"), "{remembered}");
+}
+
+/// Twilio's REST API as far as transfers use it: records each call update.
+async fn twilio_rest() -> (String, Arc<std::sync::Mutex<Vec<(String, String, String)>>>) {
+    use axum::extract::{Path, State};
+    type Seen = Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+    let seen: Seen = Arc::default();
+    let router = axum::Router::new()
+        .route(
+            "/2010-04-01/Accounts/{account}/Calls/{call}",
+            axum::routing::post(
+                |State(seen): State<Seen>,
+                 Path((_account, call)): Path<(String, String)>,
+                 headers: axum::http::HeaderMap,
+                 body: String| async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().unwrap().push((call.clone(), auth, body));
+                    axum::Json(
+                        json!({ "sid": call.trim_end_matches(".json"), "status": "in-progress" }),
+                    )
+                },
+            ),
+        )
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn the_agent_transfers_a_twilio_call_through_twilios_api() {
+    let llm = LlmServer::start(Arc::new(|request: &Value| {
+        match last_tool_result(request) {
+            Some(_) => Answer::Text("Putting you through now.".into()),
+            None => Answer::Tool {
+                text: String::new(),
+                name: "transfer_call",
+                arguments: json!({ "phone_number": "+61255500000" }),
+            },
+        }
+    }))
+    .await;
+    let (twilio_url, seen) = twilio_rest().await;
+    let base_url = llm.base_url.clone();
+    let app = spawn_app_with(move |c| {
+        c.llm = Some(LlmSettings {
+            base_url,
+            model: "test-model".into(),
+            api_key: None,
+            timeout_ms: 5_000,
+            retries: 0,
+        });
+        c.twilio_account_sid = Some("ACtest".into());
+        c.twilio_auth_token = Some("twilio-secret".to_owned().into());
+        c.twilio_api_url = twilio_url;
+    })
+    .await;
+    let (s, agent) = dental(&app, "transfer@example.com").await;
+    let r = app
+        .patch(
+            &format!("/api/agents/{agent}"),
+            &s.token,
+            json!({ "tools": ["end_call", "transfer_call"], "transfer_number": "+61299990000" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+
+    let report = call(
+        &app,
+        &s,
+        agent,
+        SimCarrier::Twilio,
+        conversation("booking-joe", 1),
+    )
+    .await;
+    let call = analysed(&app, &s, report.call_id).await;
+    assert_eq!(call["disposition"], "transferred", "{call}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (sid, auth, body) = &seen[0];
+    // The simulator's CallSid; basic auth with the account SID and token; the configured
+    // number, not the one the model asked for.
+    assert_eq!(sid, &format!("CAsim{}.json", report.call_id));
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode("ACtest:twilio-secret");
+    assert_eq!(auth, &format!("Basic {expected}"));
+    let form: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
+    assert_eq!(
+        form,
+        [(
+            "Twiml".to_owned(),
+            "<Response><Dial>+61299990000</Dial></Response>".to_owned()
+        )]
+    );
+    // The tool was offered because the carrier can transfer.
+    let tools: Vec<String> = llm.requests()[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tools, ["end_call", "transfer_call"]);
 }

@@ -12,7 +12,11 @@ async fn hand_out(app: &TestApp, s: &Session, agent: i64, n: usize) -> Vec<i64> 
     let mut ids = Vec::new();
     for _ in 0..n {
         let r = app
-            .post(&format!("/api/agents/{agent}/test-call"), &s.token, json!({}))
+            .post(
+                &format!("/api/agents/{agent}/test-call"),
+                &s.token,
+                json!({}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         ids.push(r.body["call_id"].as_i64().unwrap());
@@ -64,7 +68,9 @@ async fn calls_are_listed_newest_first_a_page_at_a_time_with_filters() {
     assert_eq!(ids(&r.body), from_a);
     let r = app.get("/api/calls?status=completed", &s.token).await;
     assert_eq!(r.body["meta"]["total"], 0);
-    let r = app.get("/api/calls?status=initiated&per_page=100", &s.token).await;
+    let r = app
+        .get("/api/calls?status=initiated&per_page=100", &s.token)
+        .await;
     assert_eq!(r.body["meta"]["total"], 5);
 
     // Dates are inclusive whole days (UTC); an RFC 3339 time is exact.
@@ -84,7 +90,10 @@ async fn calls_are_listed_newest_first_a_page_at_a_time_with_filters() {
         .await;
     assert_eq!(r.body["meta"]["total"], 0);
     let r = app
-        .get("/api/calls?from=2020-01-01T00:00:00Z&to=2999-01-01T00:00:00%2B10:00", &s.token)
+        .get(
+            "/api/calls?from=2020-01-01T00:00:00Z&to=2999-01-01T00:00:00%2B10:00",
+            &s.token,
+        )
         .await;
     assert_eq!(r.body["meta"]["total"], 5, "{}", r.body);
 }
@@ -126,7 +135,10 @@ async fn another_tenants_calls_are_invisible() {
         format!("/api/calls/{call}/recording"),
     ] {
         assert_error(&app.get(&path, &other.token).await, StatusCode::NOT_FOUND);
-        assert_ne!(app.get(&path, &s.token).await.status, StatusCode::UNAUTHORIZED);
+        assert_ne!(
+            app.get(&path, &s.token).await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let r = app.get("/api/calls", &other.token).await;
     assert_eq!(r.body["meta"]["total"], 0);
@@ -147,14 +159,18 @@ async fn a_call_without_a_recording_says_why() {
     let agent = app.create_agent(&s.token, "Reception").await;
     let call = hand_out(&app, &s, agent, 1).await[0];
 
-    let r = app.get(&format!("/api/calls/{call}/recording"), &s.token).await;
+    let r = app
+        .get(&format!("/api/calls/{call}/recording"), &s.token)
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND);
     assert!(
         r.body["message"].as_str().unwrap().contains("in progress"),
         "{}",
         r.body
     );
-    let r = app.get(&format!("/api/calls/{call}/transcript"), &s.token).await;
+    let r = app
+        .get(&format!("/api/calls/{call}/transcript"), &s.token)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, json!([]));
     let r = app.get(&format!("/api/calls/{call}"), &s.token).await;
@@ -230,7 +246,11 @@ async fn business_settings_validate_and_apply() {
     assert_eq!(r.body["timezone"], "Australia/Sydney");
     assert_eq!(r.body["turn_engine"], "auto");
     let r = app
-        .patch("/api/settings", &s.token, json!({ "turn_engine": "embedded" }))
+        .patch(
+            "/api/settings",
+            &s.token,
+            json!({ "turn_engine": "embedded" }),
+        )
         .await;
     assert_eq!(r.body["timezone"], "Australia/Sydney");
     assert_eq!(r.body["turn_engine"], "embedded");
@@ -245,7 +265,10 @@ async fn agents_take_a_turn_engine_tools_and_a_transfer_number() {
     assert_eq!(r.body["tools"], json!(["book_appointment", "end_call"]));
     assert!(r.body["turn_engine"].is_null());
     let instructions = r.body["compiled_instructions"].as_str().unwrap();
-    assert!(instructions.contains("- book_appointment:"), "{instructions}");
+    assert!(
+        instructions.contains("- book_appointment:"),
+        "{instructions}"
+    );
     assert!(!instructions.contains("transfer_call"));
 
     let r = app
