@@ -289,7 +289,7 @@ async fn the_agent_greets_hears_the_caller_and_answers_with_marks() {
         turns[0]["agent_text"]
             .as_str()
             .unwrap()
-            .starts_with("Hello, this is Reception.")
+            .starts_with("Hello, you've reached Reception.")
     );
     let heard = turns[1]["caller_text"].as_str().unwrap().to_lowercase();
     assert!(heard.contains("pizza"), "{heard}");
@@ -297,7 +297,7 @@ async fn the_agent_greets_hears_the_caller_and_answers_with_marks() {
         turns[1]["agent_text"]
             .as_str()
             .unwrap()
-            .starts_with("You said:")
+            .contains("I don't have that information")
     );
     for stage in [
         "endpoint_wait_ms",
@@ -344,7 +344,7 @@ async fn caller_speech_during_the_greeting_clears_playback_and_keeps_only_what_w
     assert_eq!(greeting["interrupted"], 1, "{call}");
     let heard = greeting["agent_text"].as_str().unwrap_or_default();
     assert!(
-        !heard.contains("repeat it"),
+        !heard.contains("help you today"),
         "the cut clauses are not in the transcript: {heard:?}"
     );
 }
@@ -588,7 +588,7 @@ async fn a_backchannel_lets_the_agent_carry_on_but_a_short_objection_interrupts(
         turns[0]["agent_text"]
             .as_str()
             .unwrap()
-            .ends_with("I will repeat it."),
+            .ends_with("How can I help you today?"),
         "{call}"
     );
 
@@ -606,12 +606,7 @@ async fn a_backchannel_lets_the_agent_carry_on_but_a_short_objection_interrupts(
             .contains("stop"),
         "{call}"
     );
-    assert!(
-        turns[1]["agent_text"]
-            .as_str()
-            .unwrap()
-            .starts_with("You said:")
-    );
+    assert!(!turns[1]["agent_text"].as_str().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -749,7 +744,7 @@ async fn a_telnyx_stream_in_l16_with_frames_out_of_order_is_heard_and_answered_i
         call["turns"][1]["agent_text"]
             .as_str()
             .unwrap()
-            .starts_with("You said:")
+            .contains("I don't have that information")
     );
 }
 
@@ -827,7 +822,7 @@ async fn a_vonage_stream_of_binary_l16_is_heard_and_answered_with_playback_track
         turns[0]["agent_text"]
             .as_str()
             .unwrap()
-            .starts_with("Hello, this is Reception."),
+            .starts_with("Hello, you've reached Reception."),
         "played by time: {call}"
     );
     assert!(
@@ -842,7 +837,7 @@ async fn a_vonage_stream_of_binary_l16_is_heard_and_answered_with_playback_track
         turns[1]["agent_text"]
             .as_str()
             .unwrap()
-            .starts_with("You said:"),
+            .contains("I don't have that information"),
         "{call}"
     );
 }
