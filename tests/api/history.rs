@@ -312,3 +312,56 @@ async fn agents_take_a_turn_engine_tools_and_a_transfer_number() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["tools"], json!(["book_appointment", "end_call"]));
 }
+
+#[tokio::test]
+async fn after_call_work_cut_short_by_a_stop_is_finished_at_the_next_start() {
+    use secrecy::ExposeSecret;
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    let s = app.register("resume@example.com", "Resume").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let call = hand_out(&app, &s, agent, 1).await[0];
+    // The call connected and ended, but the engine stopped before its after-call work.
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(app.database_url.expose_secret())
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE calls SET status = 'completed', disposition = 'hangup', \
+            started_at = created_at, ended_at = created_at, duration_ms = 1000 WHERE id = $1",
+    )
+    .bind(call)
+    .execute(&mut db)
+    .await
+    .unwrap();
+
+    // Another engine on the same database finishes it at start-up, once.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::helpers::test_config(dir.path()).await;
+    config.database_url = Some(app.database_url.clone());
+    let engine = callgenius::app::Application::build(config).await.unwrap();
+    let base = format!("http://{}", engine.local_addr());
+    tokio::spawn(engine.run_until_stopped(std::future::pending()));
+    let again = TestApp::at(base, app.database_url.clone());
+    let mut ready = serde_json::Value::Null;
+    for _ in 0..100 {
+        ready = again
+            .get(&format!("/api/calls/{call}"), &s.token)
+            .await
+            .body;
+        if !ready["transcript_ready_at"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready["summary"], "The caller did not speak.", "{ready}");
+    assert!(ready["sentiment"].is_null());
+    let (events,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM outbox WHERE tenant_id = $1 AND type = 'call.transcript_ready'",
+    )
+    .bind(s.tenant_id)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(events, 1);
+}
