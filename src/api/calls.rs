@@ -260,6 +260,17 @@ pub struct PageMeta {
     pub total_pages: i64,
 }
 
+impl PageMeta {
+    fn new(page: i64, per_page: i64, total: i64) -> Self {
+        PageMeta {
+            page,
+            per_page,
+            total,
+            total_pages: (total + per_page - 1) / per_page,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallPage {
     pub data: Vec<CallView>,
@@ -374,12 +385,7 @@ async fn list_calls(
         store::list(&state.db, tenant, &filter, per_page, (page - 1) * per_page).await?;
     Ok(Json(CallPage {
         data: rows.into_iter().map(CallView::from).collect(),
-        meta: PageMeta {
-            page,
-            per_page,
-            total,
-            total_pages: (total + per_page - 1) / per_page,
-        },
+        meta: PageMeta::new(page, per_page, total),
     }))
 }
 
@@ -579,12 +585,7 @@ async fn list_bookings(
     let total = bookings::count(&state.db, tenant).await?;
     Ok(Json(BookingPage {
         data: rows.into_iter().map(BookingView::from).collect(),
-        meta: PageMeta {
-            page,
-            per_page,
-            total,
-            total_pages: (total + per_page - 1) / per_page,
-        },
+        meta: PageMeta::new(page, per_page, total),
     }))
 }
 
