@@ -119,13 +119,17 @@ async fn events(app: &TestApp, tenant: i64) -> Vec<(String, Value)> {
 /// The checks every booking call shares: the booking, hang-up, transcript, recording, summary,
 /// sentiment and events.
 async fn check_booked_call(app: &TestApp, s: &Session, report: &CallReport, start: &str) -> Value {
-    assert!(report.agent_hung_up, "the agent should end the call");
     let call = analysed(app, s, report.call_id).await;
+    assert!(report.agent_hung_up, "the agent should end the call: {call}");
     assert_eq!(call["status"], "completed", "{call}");
     assert_eq!(call["disposition"], "agent-hangup", "{call}");
 
     let bookings = app.get("/api/bookings", &s.token).await;
-    assert_eq!(bookings.body["meta"]["total"], 1, "{}", bookings.body);
+    assert_eq!(
+        bookings.body["meta"]["total"], 1,
+        "{} after this call: {call}",
+        bookings.body
+    );
     let booking = &bookings.body["data"][0];
     assert_eq!(booking["name"], "John Smith", "{booking}");
     assert_eq!(booking["start"], start, "{booking}");
