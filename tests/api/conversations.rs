@@ -120,7 +120,10 @@ async fn events(app: &TestApp, tenant: i64) -> Vec<(String, Value)> {
 /// sentiment and events.
 async fn check_booked_call(app: &TestApp, s: &Session, report: &CallReport, start: &str) -> Value {
     let call = analysed(app, s, report.call_id).await;
-    assert!(report.agent_hung_up, "the agent should end the call: {call}");
+    assert!(
+        report.agent_hung_up,
+        "the agent should end the call: {call}"
+    );
     assert_eq!(call["status"], "completed", "{call}");
     assert_eq!(call["disposition"], "agent-hangup", "{call}");
 
