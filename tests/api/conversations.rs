@@ -257,15 +257,18 @@ async fn check_booked_call(app: &TestApp, s: &Session, report: &CallReport, star
     call
 }
 
+/// (Over Opus, Moonshine tiny sometimes hears this espeak-ng voice's "Tuesday" as "Two's
+/// date", depending on the encoder's state; the lossless Vonage line keeps the test about the
+/// engine. The browser protocol gets the other conversation.)
 #[tokio::test]
-async fn a_caller_books_with_the_embedded_responder_over_the_browser_protocol() {
+async fn a_caller_books_with_the_embedded_responder_over_vonage() {
     let app = spawn_app().await;
     let (s, agent) = dental(&app, "us@example.com").await;
     let report = call(
         &app,
         &s,
         agent,
-        SimCarrier::Web,
+        SimCarrier::Vonage,
         conversation("booking-us", 5),
     )
     .await;
@@ -277,14 +280,14 @@ async fn a_caller_books_with_the_embedded_responder_over_the_browser_protocol() 
 }
 
 #[tokio::test]
-async fn a_caller_books_for_tomorrow_in_two_turns_over_vonage() {
+async fn a_caller_books_for_tomorrow_in_two_turns_over_the_browser_protocol() {
     let app = spawn_app().await;
     let (s, agent) = dental(&app, "m3@example.com").await;
     let report = call(
         &app,
         &s,
         agent,
-        SimCarrier::Vonage,
+        SimCarrier::Web,
         conversation("booking-m3", 4),
     )
     .await;
