@@ -14,11 +14,16 @@ ALTER TABLE agent_versions ADD COLUMN transfer_number TEXT;
 
 ALTER TABLE calls ADD COLUMN summary TEXT;
 ALTER TABLE calls ADD COLUMN sentiment DOUBLE PRECISION;
--- none (not recorded) | recording | encoding | ready | failed
+-- none (not recorded, or the call is in progress) | encoding | ready | failed
 ALTER TABLE calls ADD COLUMN recording_status TEXT NOT NULL DEFAULT 'none';
 ALTER TABLE calls ADD COLUMN recording_bytes BIGINT;
 ALTER TABLE calls ADD COLUMN transcript_ready_at TEXT;
 CREATE INDEX calls_tenant_status ON calls (tenant_id, status, created_at);
+-- Calls that ended before this migration get no after-call work: without this, the first start
+-- would summarise every old call and announce each in the outbox.
+UPDATE calls SET transcript_ready_at = ended_at WHERE status IN ('completed', 'failed');
+-- The start-up sweep looks for ended calls not yet analysed; keep that a small index scan.
+CREATE INDEX calls_unanalysed ON calls (id) WHERE transcript_ready_at IS NULL;
 
 -- When the caller's utterance began and when the agent's reply was first heard, from the start
 -- of the call.

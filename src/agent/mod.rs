@@ -29,7 +29,7 @@ pub struct AgentSpec {
     pub turn_engine: Option<EngineChoice>,
     /// The tools the agent may use, by name, in [`TOOL_NAMES`] order.
     pub tools: Vec<String>,
-    /// Where `transfer_call` sends callers (E.164); required with that tool.
+    /// Where `transfer_call` sends callers (E.164); without it the tool is not offered.
     pub transfer_number: Option<String>,
 }
 

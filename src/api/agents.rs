@@ -216,7 +216,7 @@ mod docs {
         pub turn_engine: Option<String>,
         /// Any of `book_appointment`, `end_call`, `transfer_call`; default the first two.
         pub tools: Option<Vec<String>>,
-        /// E.164 number `transfer_call` sends callers to; required with that tool.
+        /// E.164 number `transfer_call` sends callers to; without it the tool is not offered.
         pub transfer_number: Option<String>,
     }
 }

@@ -157,7 +157,8 @@ pub struct CallView {
     pub summary: Option<String>,
     /// The caller's sentiment, -1 (negative) to 1 (positive).
     pub sentiment: Option<f64>,
-    /// `none`, `recording`, `encoding`, `ready` or `failed`; fetch a URL from
+    /// `none` (not recorded, or the call is still in progress), `encoding`, `ready` or `failed`;
+    /// fetch a URL from
     /// `/api/calls/{id}/recording` once `ready`.
     pub recording_status: String,
     /// When the transcript, summary and sentiment were ready.
@@ -435,7 +436,7 @@ async fn get_recording(
         (_, "initiated" | "in-progress") => {
             Some("the call is still in progress; its recording is ready shortly after it ends")
         }
-        ("recording" | "encoding", _) => Some("the recording is being encoded; try again shortly"),
+        ("encoding", _) => Some("the recording is being encoded; try again shortly"),
         ("failed", _) => Some("the recording of this call failed"),
         _ => Some("this call was not recorded"),
     };

@@ -218,7 +218,7 @@ async fn encode(state: &AppState, tenant: TenantId, call: CallId, rate: u32) -> 
     };
     store::set_recording(&state.db, tenant, call, "encoding", None).await?;
     let (pcm, mp3) = (
-        recording::pcm_path(&dir, call),
+        recording::pcm_path(&dir, call, rate),
         recording::mp3_path(&dir, call),
     );
     let encoded = tokio::task::spawn_blocking(move || {
@@ -288,22 +288,17 @@ async fn summarise_with_llm(state: &AppState, entries: &[TranscriptEntry]) -> Op
 /// Calls that ended without their after-call work done (the engine stopped half-way): done now.
 pub async fn resume_unfinished(state: &AppState) -> StoreResult<usize> {
     let pending: Vec<CallRow> = store::unanalysed(&state.db).await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    // A raw recording left on disk is encoded now, at the rate its name carries.
+    let leftovers = match &state.media.config.recordings {
+        Some(dir) => recording::leftover_pcm(dir),
+        None => Default::default(),
+    };
     for row in &pending {
         let (tenant, call) = (TenantId(row.tenant_id), CallId(row.id));
-        // A raw recording left on disk is encoded now; at 8 kHz unless the call was wideband.
-        let recording = match (
-            &state.media.config.recordings,
-            row.recording_status.as_str(),
-        ) {
-            (Some(dir), "encoding" | "recording") if recording::pcm_path(dir, call).exists() => {
-                Some(Ok(if row.carrier == "web" || row.carrier == "vonage" {
-                    16_000
-                } else {
-                    8_000
-                }))
-            }
-            _ => None,
-        };
+        let recording = leftovers.get(&call).map(|rate| Ok(*rate));
         if let Err(error) = process(state, tenant, call, recording).await {
             tracing::error!(call_id = %call, %error, "after-call processing failed");
         }

@@ -7,7 +7,7 @@
 //! (its pacing clock, up to a second ahead of real time); a `clear` (barge-in) removes agent
 //! audio scheduled after it, since the caller never heard that.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,9 +19,25 @@ use crate::domain::CallId;
 /// Agent audio scheduled further ahead than this is dropped (it is never more than a second).
 const MAX_AHEAD_SECS: u64 = 10;
 
-/// Where a call's recording lives under the data directory.
-pub fn pcm_path(dir: &Path, call: CallId) -> PathBuf {
-    dir.join(format!("{call}.pcm"))
+/// Where a call's raw recording is written: its name carries the sample rate, so a file left
+/// by a stop can still be encoded at the next start.
+pub fn pcm_path(dir: &Path, call: CallId, rate: u32) -> PathBuf {
+    dir.join(format!("{call}-{rate}.pcm"))
+}
+
+/// The raw recordings left in `dir` (calls whose encoding a stop cut short), by call, with
+/// their rates.
+pub fn leftover_pcm(dir: &Path) -> HashMap<CallId, u32> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let (call, rate) = name.strip_suffix(".pcm")?.split_once('-')?;
+            Some((CallId(call.parse().ok()?), rate.parse().ok()?))
+        })
+        .collect()
 }
 
 pub fn mp3_path(dir: &Path, call: CallId) -> PathBuf {
@@ -110,10 +126,6 @@ impl Recorder {
         self.out.write_all(&self.bytes)?;
         self.out.flush()?;
         Ok(self.written + rest)
-    }
-
-    pub fn rate(&self) -> u32 {
-        self.rate
     }
 }
 
@@ -250,6 +262,24 @@ mod tests {
         assert!((at(320) - 0.25).abs() < 0.01);
         assert!(at(360).abs() < 0.01, "cleared audio was recorded");
         assert!((at(455) + 0.5).abs() < 0.01);
+    }
+
+    #[test]
+    fn raw_recordings_left_behind_are_found_with_their_rates() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["7-16000.pcm", "9-8000.pcm", "8.mp3", "junk.pcm", "x-1.pcm"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        assert_eq!(
+            pcm_path(dir.path(), CallId(7), 16_000),
+            dir.path().join("7-16000.pcm")
+        );
+        let found = leftover_pcm(dir.path());
+        assert_eq!(
+            found,
+            HashMap::from([(CallId(7), 16_000), (CallId(9), 8_000)])
+        );
+        assert!(leftover_pcm(&dir.path().join("missing")).is_empty());
     }
 
     #[test]

@@ -294,7 +294,7 @@ async fn start_recording(
     started: Instant,
 ) -> Option<(Recorder, std::sync::mpsc::Receiver<AgentAudio>, RecordTap)> {
     let dir = state.media.config.recordings.as_ref()?;
-    let path = recording::pcm_path(dir, call);
+    let path = recording::pcm_path(dir, call, rate);
     let recorder = match tokio::task::spawn_blocking(move || Recorder::create(&path, rate)).await {
         Ok(Ok(recorder)) => recorder,
         Ok(Err(error)) => {
@@ -364,6 +364,7 @@ impl Call {
             Some((recorder, agent_rx, tap)) => (Some((recorder, agent_rx)), Some(tap)),
             None => (None, None),
         };
+        let recorded = tap.is_some();
         let generation = Arc::new(AtomicU64::new(0));
         let barged = Arc::new(Notify::new());
         let (out_tx, out_rx) = mpsc::channel::<Out>(256);
@@ -436,6 +437,7 @@ impl Call {
             format,
             encoder: Arc::new(std::sync::Mutex::new(encoder)),
             call_started: started,
+            recorded,
         });
         let mut call_state = Call {
             db: state.db.clone(),
@@ -807,6 +809,8 @@ struct Speaker {
     conversation: Arc<tokio::sync::Mutex<Box<dyn Conversation>>>,
     /// When the call's stream started: transcript offsets count from here.
     call_started: Instant,
+    /// Whether the call is recorded (the writer then needs each frame's samples).
+    recorded: bool,
 }
 
 impl Speaker {
@@ -1019,7 +1023,11 @@ impl Speaker {
             let media = Out::Media {
                 generation: job.generation,
                 bytes: frame,
-                pcm: pcm.next().map(<[f32]>::to_vec).unwrap_or_default(),
+                // An unrecorded call copies nothing (an empty Vec does not allocate).
+                pcm: match pcm.next() {
+                    Some(samples) if self.recorded => samples.to_vec(),
+                    _ => Vec::new(),
+                },
                 written,
             };
             if job.out.send(media).await.is_err() {

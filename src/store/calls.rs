@@ -226,7 +226,8 @@ pub async fn expire_unstarted(db: &Db, cutoff: &str) -> StoreResult<u64> {
     Ok(done.rows_affected())
 }
 
-/// The recording's state: `recording`, `encoding`, `ready` (with its size) or `failed`.
+/// The recording's state once the call has ended: `encoding`, `ready` (with its size) or
+/// `failed`.
 pub async fn set_recording(
     db: &Db,
     tenant: TenantId,
