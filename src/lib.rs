@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod knowledge;
 pub mod media;
 pub mod models;
 pub mod pipeline;
