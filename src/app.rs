@@ -151,12 +151,14 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown);
         let maintenance = maintenance(state.clone());
+        let knowledge = crate::knowledge::worker::run(state.knowledge.clone());
         let outcome = tokio::select! {
             result = server => {
                 tracing::info!("http server stopped");
                 result.map_err(anyhow::Error::from)
             }
-                        () = maintenance => Err(anyhow::anyhow!("maintenance worker exited")),
+            () = maintenance => Err(anyhow::anyhow!("maintenance worker exited")),
+            () = knowledge => Err(anyhow::anyhow!("knowledge worker exited")),
         };
         // Media streams outlive the HTTP server's shutdown (they are upgraded connections): let
         // live calls finish before the pool closes under them.

@@ -118,6 +118,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "CALLGENIUS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest knowledge document accepted for upload, in bytes (default 20 MiB).
+    #[arg(long, env = "CALLGENIUS_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<usize>,
     /// Directory of the model files (see scripts/fetch-models).
     #[arg(long, env = "CALLGENIUS_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
@@ -159,6 +162,7 @@ impl ServeArgs {
             requests_per_minute: self.rate_limit_per_minute,
             auth_requests_per_minute: self.auth_rate_limit_per_minute,
             max_body_bytes: self.max_body_bytes,
+            max_upload_bytes: self.max_upload_bytes,
             // An absent flag leaves the config file's setting in force.
             trust_forwarded_for: self.trust_forwarded_for.then_some(true),
             models_dir: self.models_dir,

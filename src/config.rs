@@ -79,6 +79,8 @@ pub struct Limits {
     pub auth_requests_per_minute: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest knowledge document accepted (`POST /api/knowledge`), in bytes.
+    pub max_upload_bytes: usize,
     /// Where a client's address (for the per-address limits) comes from.
     pub client_address: ClientAddressSource,
 }
@@ -99,6 +101,7 @@ impl Default for Limits {
             requests_per_minute: 120,
             auth_requests_per_minute: 20,
             max_body_bytes: 1024 * 1024,
+            max_upload_bytes: 20 * 1024 * 1024,
             client_address: ClientAddressSource::Socket,
         }
     }
@@ -156,6 +159,7 @@ pub struct Overrides {
     pub requests_per_minute: Option<u32>,
     pub auth_requests_per_minute: Option<u32>,
     pub max_body_bytes: Option<usize>,
+    pub max_upload_bytes: Option<usize>,
     pub trust_forwarded_for: Option<bool>,
     pub models_dir: Option<PathBuf>,
     pub stream_secret: Option<SecretString>,
@@ -178,6 +182,7 @@ struct FileConfig {
     requests_per_minute: Option<u32>,
     auth_requests_per_minute: Option<u32>,
     max_body_bytes: Option<usize>,
+    max_upload_bytes: Option<usize>,
     trust_forwarded_for: Option<bool>,
     models_dir: Option<PathBuf>,
     voice_aliases: Option<BTreeMap<String, String>>,
@@ -239,6 +244,10 @@ impl Config {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(defaults.limits.max_body_bytes),
+            max_upload_bytes: overrides
+                .max_upload_bytes
+                .or(file.max_upload_bytes)
+                .unwrap_or(defaults.limits.max_upload_bytes),
             client_address: if overrides
                 .trust_forwarded_for
                 .or(file.trust_forwarded_for)
@@ -344,6 +353,9 @@ impl Config {
         }
         if self.limits.max_body_bytes < 1024 {
             return Err(invalid("max_body_bytes", "must be at least 1024"));
+        }
+        if self.limits.max_upload_bytes < 1024 {
+            return Err(invalid("max_upload_bytes", "must be at least 1024"));
         }
         if let Some(llm) = &self.llm
             && !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://"))

@@ -105,10 +105,25 @@ pub fn compile(spec: &AgentSpec) -> Compiled {
     text.push_str("\n# Tools\n");
     tools(&mut text, spec);
     text.push_str("\n# Knowledge\n");
-    text.push_str("No knowledge documents are linked to this agent.\n");
+    knowledge(&mut text, spec);
 
     let hash = hex::encode(Sha256::digest(text.as_bytes()));
     Compiled { text, hash }
+}
+
+/// The linked documents, and how to use the excerpts each turn brings.
+fn knowledge(text: &mut String, spec: &AgentSpec) {
+    if spec.knowledge.is_empty() {
+        text.push_str("No knowledge documents are linked to this agent.\n");
+        return;
+    }
+    text.push_str("You answer from the business's documents:\n");
+    for link in &spec.knowledge {
+        text.push_str("- ");
+        text.push_str(link.filename.trim());
+        text.push('\n');
+    }
+    text.push_str("Each caller turn comes with the excerpts of these documents that best match it. When an excerpt answers the question, answer from it in one or two sentences and give figures (prices, times, numbers) exactly as written. When no excerpt answers it, say you don't have that information; never guess.\n");
 }
 
 /// One line per tool the agent has, saying when to use it.
@@ -273,6 +288,7 @@ mod tests {
             turn_engine: None,
             tools: crate::agent::default_tools(),
             transfer_number: None,
+            knowledge: Vec::new(),
         }
     }
 
@@ -298,8 +314,32 @@ mod tests {
             turn_engine: None,
             tools: Vec::new(),
             transfer_number: None,
+            knowledge: Vec::new(),
         };
         insta::assert_snapshot!(compile(&spec).text);
+    }
+
+    #[test]
+    fn lists_linked_documents_and_how_to_use_their_excerpts() {
+        let mut spec = reception();
+        spec.knowledge = vec![
+            crate::agent::KnowledgeLink {
+                id: 3,
+                filename: "menu.pdf".into(),
+            },
+            crate::agent::KnowledgeLink {
+                id: 9,
+                filename: "clinic-faq.docx".into(),
+            },
+        ];
+        let text = compile(&spec).text;
+        let section = text.split("# Knowledge\n").nth(1).unwrap();
+        assert!(section.starts_with(
+            "You answer from the business's documents:\n- menu.pdf\n- clinic-faq.docx\n"
+        ));
+        assert!(section.contains("figures (prices, times, numbers) exactly as written"));
+        assert!(!text.contains("No knowledge documents"));
+        assert_ne!(compile(&spec).hash, compile(&reception()).hash);
     }
 
     #[test]

@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
 use super::turn::{
-    BOOK_APPOINTMENT, BookingRequest, Conversation, END_CALL, TRANSFER_CALL, ToolError, ToolRunner,
-    TurnContext, TurnEngine, TurnError, TurnInput, TurnOutput,
+    BOOK_APPOINTMENT, BookingRequest, Conversation, END_CALL, KnowledgePassage, TRANSFER_CALL,
+    ToolError, ToolRunner, TurnContext, TurnEngine, TurnError, TurnInput, TurnOutput,
 };
 
 /// Model requests per caller turn: a tool round and the reply about it, with one round to spare.
@@ -100,6 +100,7 @@ impl TurnEngine for LlmEngine {
             ctx,
             tools,
             history: Vec::new(),
+            excerpts: None,
             next_call_id: 1,
         })
     }
@@ -171,6 +172,9 @@ struct LlmConversation {
     tool_schema: Vec<Value>,
     /// Everything after the system message.
     history: Vec<Message>,
+    /// The knowledge passages found for the caller's latest words, added to the system message
+    /// of this turn's requests only (past turns' excerpts would crowd the context).
+    excerpts: Option<String>,
     /// For tool calls a server sent without an id.
     next_call_id: u64,
 }
@@ -310,6 +314,8 @@ impl LlmConversation {
             TurnInput::Utterance(text) => text.trim().to_owned(),
             TurnInput::Dtmf(digit) => format!("[The caller pressed {digit}]"),
         };
+        let passages = self.tools.search_knowledge(&text).await;
+        self.excerpts = excerpts(&passages);
         self.history.retain(|m| !m.is_placeholder());
         // Two user messages in a row (the previous turn was dropped before a word, or its reply was
         // interrupted unheard) become one: some chat templates insist on alternating roles.
@@ -379,7 +385,11 @@ impl LlmConversation {
     }
 
     fn request_body(&self, allow_tools: bool) -> Value {
-        let mut messages = vec![json!({"role": "system", "content": self.system})];
+        let system = match &self.excerpts {
+            Some(excerpts) => format!("{}\n\n{excerpts}", self.system),
+            None => self.system.clone(),
+        };
+        let mut messages = vec![json!({"role": "system", "content": system})];
         messages.extend(self.history.iter().filter_map(Message::to_json));
         let mut body = json!({
             "model": self.config.model,
@@ -849,6 +859,27 @@ fn strip_spoken_prefix<'h>(heard: &'h str, said: &str) -> Option<&'h str> {
 }
 
 /// The system message: the agent's instructions, then what the model cannot know by itself.
+/// The system message's section of knowledge excerpts for one turn; `None` when there are none.
+fn excerpts(passages: &[KnowledgePassage]) -> Option<String> {
+    if passages.is_empty() {
+        return None;
+    }
+    let mut text = String::from("# Excerpts for the caller's last words\n");
+    for (i, p) in passages.iter().enumerate() {
+        text.push_str(&format!("[{}] {}", i + 1, p.source));
+        if let Some(page) = p.page {
+            text.push_str(&format!(", page {page}"));
+        }
+        if let Some(heading) = &p.heading {
+            text.push_str(&format!(", {heading}"));
+        }
+        text.push_str(":\n");
+        text.push_str(p.text.trim());
+        text.push('\n');
+    }
+    Some(text)
+}
+
 fn system_message(ctx: &TurnContext) -> String {
     let now = ctx.started_at.with_timezone(&ctx.timezone);
     let mut system = ctx.instructions.trim_end().to_owned();
@@ -1156,6 +1187,53 @@ mod tests {
             .iter()
             .map(|m| m["role"].as_str().unwrap())
             .collect()
+    }
+
+    #[tokio::test]
+    async fn each_turn_carries_the_excerpts_found_for_its_words_only() {
+        let (url, server) = serve(vec![
+            text_stream(&["The Margherita is $18.50."]),
+            text_stream(&["Thanks."]),
+        ])
+        .await;
+        let tools = Arc::new(MemoryTools {
+            knowledge: vec![KnowledgePassage {
+                source: "menu.pdf".into(),
+                page: Some(1),
+                heading: Some("Menu > Pizza".into()),
+                text: "Margherita pizza with basil $18.50\nProsciutto pizza $24.00".into(),
+                score: 0.61,
+            }],
+            ..MemoryTools::default()
+        });
+        let engine = LlmEngine::new(config(url.clone())).unwrap();
+        let mut conversation = engine.open(Arc::new(context()), tools.clone());
+        let (result, _) = turn(&mut conversation, say("How much is the margherita?")).await;
+        result.unwrap();
+        let system = server.requests()[0]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            system.ends_with(
+                "# Excerpts for the caller's last words\n[1] menu.pdf, page 1, Menu > Pizza:\n\
+                 Margherita pizza with basil $18.50\nProsciutto pizza $24.00\n"
+            ),
+            "{system}"
+        );
+        assert_eq!(
+            *tools.searches.lock().unwrap(),
+            ["How much is the margherita?"]
+        );
+        // A turn whose search finds nothing sends no excerpts.
+        let (mut conversation, _) = open(config(url), context());
+        let (result, _) = turn(&mut conversation, say("Thanks")).await;
+        result.unwrap();
+        let system = server.requests()[1]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(!system.contains("# Excerpts"), "{system}");
     }
 
     #[tokio::test]

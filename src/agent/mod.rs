@@ -31,7 +31,19 @@ pub struct AgentSpec {
     pub tools: Vec<String>,
     /// Where `transfer_call` sends callers (E.164); without it the tool is not offered.
     pub transfer_number: Option<String>,
+    /// The knowledge documents the agent answers from, in id order.
+    pub knowledge: Vec<KnowledgeLink>,
 }
+
+/// A knowledge document linked to an agent, with its file name as it was when linked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KnowledgeLink {
+    pub id: i64,
+    pub filename: String,
+}
+
+/// The most documents one agent may link.
+pub const KNOWLEDGE_MAX_LINKS: usize = 50;
 
 /// Every tool an agent can be given.
 pub const TOOL_NAMES: [&str; 3] = [BOOK_APPOINTMENT, END_CALL, TRANSFER_CALL];

@@ -132,10 +132,19 @@ pub async fn rollback(
         Ok(_) | Err(StoreError::NotFound) => return Err(AgentError::VersionNotFound),
         Err(other) => return Err(other.into()),
     };
-    let spec = old.snapshot.spec()?;
-    let compiled = super::instructions::Compiled {
-        text: old.compiled_instructions,
-        hash: old.instructions_hash,
+    let mut spec = old.snapshot.spec()?;
+    // Documents deleted since that version are not linked again; the instructions then name
+    // only the ones that remain.
+    let existing = crate::store::knowledge::ids_in(&mut tx, tenant).await?;
+    let linked = spec.knowledge.len();
+    spec.knowledge.retain(|link| existing.contains(&link.id));
+    let compiled = if spec.knowledge.len() == linked {
+        super::instructions::Compiled {
+            text: old.compiled_instructions,
+            hash: old.instructions_hash,
+        }
+    } else {
+        compile(&spec)
     };
     let row = agents::add_version(
         &mut tx,

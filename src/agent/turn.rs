@@ -109,12 +109,29 @@ pub enum ToolError {
     Failed(String),
 }
 
-/// Runs the tools that act on stored data, for one call.
+/// A passage of the agent's knowledge documents, found for the caller's words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnowledgePassage {
+    /// The document's file name.
+    pub source: String,
+    pub page: Option<i64>,
+    /// The headings above it, outermost first, joined with " > ".
+    pub heading: Option<String>,
+    pub text: String,
+    /// Cosine similarity to the caller's words.
+    pub score: f32,
+}
+
+/// Runs the tools that act on stored data, and searches the agent's knowledge, for one call.
 pub trait ToolRunner: Send + Sync {
     fn book_appointment(
         &self,
         request: BookingRequest,
     ) -> BoxFuture<'_, Result<Booking, ToolError>>;
+
+    /// The passages of the agent's linked documents that best match `query`, best first; empty
+    /// when it links none (or the search fails: the call goes on without them).
+    fn search_knowledge(&self, query: &str) -> BoxFuture<'_, Vec<KnowledgePassage>>;
 }
 
 /// Builds a conversation per call.
@@ -168,10 +185,13 @@ pub(crate) mod testing {
         }
     }
 
-    /// Records bookings in memory.
+    /// Records bookings in memory; its knowledge is a fixed list of passages, returned for
+    /// every query (as a search returns its nearest neighbours, relevant or not).
     #[derive(Default)]
     pub struct MemoryTools {
         pub booked: std::sync::Mutex<Vec<BookingRequest>>,
+        pub knowledge: Vec<KnowledgePassage>,
+        pub searches: std::sync::Mutex<Vec<String>>,
     }
 
     impl ToolRunner for MemoryTools {
@@ -189,6 +209,11 @@ pub(crate) mod testing {
                     phone: request.phone,
                 })
             })
+        }
+
+        fn search_knowledge(&self, query: &str) -> BoxFuture<'_, Vec<KnowledgePassage>> {
+            self.searches.lock().unwrap().push(query.to_owned());
+            Box::pin(async move { self.knowledge.clone() })
         }
     }
 }

@@ -13,8 +13,8 @@ use super::extract::{Auth, Fields, JsonBody, Optional, parse_id};
 use super::{AppState, JsonResult};
 use crate::agent::service::{self, AgentDetail};
 use crate::agent::{
-    AgentSpec, EngineChoice, HUMOUR_MAX, NAME_MAX_CHARS, Personality, SLIDER_MAX,
-    SYSTEM_PROMPT_MAX_CHARS, TOOL_NAMES, default_tools, is_e164,
+    AgentSpec, EngineChoice, HUMOUR_MAX, KNOWLEDGE_MAX_LINKS, KnowledgeLink, NAME_MAX_CHARS,
+    Personality, SLIDER_MAX, SYSTEM_PROMPT_MAX_CHARS, TOOL_NAMES, default_tools, is_e164,
 };
 use crate::domain::{AgentId, Language, Role};
 use crate::store::agents::{self as store, AgentRow, VersionRow, VersionSummaryRow};
@@ -75,6 +75,8 @@ pub struct Settings {
     pub tools: Vec<String>,
     /// Where `transfer_call` sends callers.
     pub transfer_number: Option<String>,
+    /// The knowledge documents the agent answers from.
+    pub knowledge_ids: Vec<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -132,6 +134,12 @@ fn settings(s: &store::SnapshotColumns) -> Settings {
         turn_engine: s.turn_engine.clone(),
         tools: s.tool_names(),
         transfer_number: s.transfer_number.clone(),
+        knowledge_ids: s
+            .knowledge_links()
+            .unwrap_or_default()
+            .iter()
+            .map(|l| l.id)
+            .collect(),
     }
 }
 
@@ -218,6 +226,9 @@ mod docs {
         pub tools: Option<Vec<String>>,
         /// E.164 number `transfer_call` sends callers to; without it the tool is not offered.
         pub transfer_number: Option<String>,
+        /// Ids of the business's knowledge documents the agent answers from (at most 50);
+        /// default none.
+        pub knowledge_ids: Option<Vec<i64>>,
     }
 }
 
@@ -242,12 +253,15 @@ struct AgentInput {
     turn_engine: Optional<EngineChoice>,
     tools: Optional<Vec<String>>,
     transfer_number: Optional<String>,
+    knowledge: Optional<Vec<KnowledgeLink>>,
 }
 
 impl AgentInput {
+    /// Validates `body`; `documents` are the business's knowledge documents (id, file name).
     fn parse(
         body: &JsonBody,
         voices: &[String],
+        documents: &[(i64, String)],
         completeness: Completeness,
     ) -> Result<Self, ApiError> {
         let mut fields = Fields::new(body);
@@ -327,6 +341,51 @@ impl AgentInput {
             }
             other => other,
         };
+        let knowledge = match body.0.get("knowledge_ids") {
+            None => Optional::Absent,
+            Some(serde_json::Value::Null) => Optional::Null,
+            Some(serde_json::Value::Array(items)) => {
+                let ids: Vec<i64> = items.iter().filter_map(serde_json::Value::as_i64).collect();
+                let unknown: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !documents.iter().any(|(d, _)| d == *id))
+                    .map(i64::to_string)
+                    .collect();
+                if ids.len() != items.len() {
+                    fields.error("knowledge_ids", "must be a list of document ids");
+                    Optional::Absent
+                } else if !unknown.is_empty() {
+                    fields.error(
+                        "knowledge_ids",
+                        format!("no such knowledge document: {}", unknown.join(", ")),
+                    );
+                    Optional::Absent
+                } else {
+                    // Id order, no repeats.
+                    let links: Vec<KnowledgeLink> = documents
+                        .iter()
+                        .filter(|(id, _)| ids.contains(id))
+                        .map(|(id, filename)| KnowledgeLink {
+                            id: *id,
+                            filename: filename.clone(),
+                        })
+                        .collect();
+                    if links.len() > KNOWLEDGE_MAX_LINKS {
+                        fields.error(
+                            "knowledge_ids",
+                            format!("at most {KNOWLEDGE_MAX_LINKS} documents"),
+                        );
+                        Optional::Absent
+                    } else {
+                        Optional::Value(links)
+                    }
+                }
+            }
+            Some(_) => {
+                fields.error("knowledge_ids", "must be a list of document ids");
+                Optional::Absent
+            }
+        };
         let mut slider = |field: &str, max: u8| match fields.optional_int(field, 0, i64::from(max))
         {
             Optional::Value(v) => Optional::Value(v as u8),
@@ -334,6 +393,7 @@ impl AgentInput {
             Optional::Null => Optional::Null,
         };
         let input = AgentInput {
+            knowledge,
             turn_engine,
             tools,
             transfer_number,
@@ -363,6 +423,7 @@ impl AgentInput {
             turn_engine: self.turn_engine.value(),
             tools: self.tools.or(default_tools()),
             transfer_number: self.transfer_number.value(),
+            knowledge: self.knowledge.or(Vec::new()),
             personality: Personality {
                 humour: self.humour.or(d.humour),
                 empathy: self.empathy.or(d.empathy),
@@ -399,6 +460,7 @@ impl AgentInput {
                 Optional::Null => None,
                 Optional::Value(number) => Some(number),
             },
+            knowledge: self.knowledge.patch(current.knowledge, Vec::new()),
             personality: Personality {
                 humour: self.humour.patch(p.humour, d.humour),
                 empathy: self.empathy.patch(p.empathy, d.empathy),
@@ -415,8 +477,24 @@ fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
 }
 
 async fn view(state: &AppState, auth: &Auth, agent: AgentId) -> JsonResult<AgentView> {
-    let detail = service::detail(&state.db, auth.tenant()?, agent).await?;
-    Ok(Json(detail.into()))
+    let tenant = auth.tenant()?;
+    let detail = service::detail(&state.db, tenant, agent).await?;
+    let mut view = AgentView::from(detail);
+    // A deleted document is unlinked at once, whatever the snapshot recorded.
+    let existing = documents(state, tenant).await?;
+    view.settings
+        .knowledge_ids
+        .retain(|id| existing.iter().any(|(d, _)| d == id));
+    Ok(Json(view))
+}
+
+/// The business's knowledge documents (id, file name), for validating links.
+async fn documents(
+    state: &AppState,
+    tenant: crate::domain::TenantId,
+) -> Result<Vec<(i64, String)>, ApiError> {
+    let rows = crate::store::knowledge::list(&state.db, tenant).await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.filename)).collect())
 }
 
 /// All agents of the active business.
@@ -447,8 +525,14 @@ async fn create_agent(
     body: JsonBody,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
     let tenant = auth.require(Role::Admin)?;
-    let spec =
-        AgentInput::parse(&body, &state.speech.voice_ids(), Completeness::Full)?.into_spec()?;
+    let documents = documents(&state, tenant).await?;
+    let spec = AgentInput::parse(
+        &body,
+        &state.speech.voice_ids(),
+        &documents,
+        Completeness::Full,
+    )?
+    .into_spec()?;
     let row = service::create(&state.db, tenant, auth.user_id, spec).await?;
     let Json(view) = view(&state, &auth, AgentId(row.id)).await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -490,8 +574,14 @@ async fn replace_agent(
 ) -> JsonResult<AgentView> {
     let tenant = auth.require(Role::Admin)?;
     let agent = agent_id(&id)?;
-    let spec =
-        AgentInput::parse(&body, &state.speech.voice_ids(), Completeness::Full)?.into_spec()?;
+    let documents = documents(&state, tenant).await?;
+    let spec = AgentInput::parse(
+        &body,
+        &state.speech.voice_ids(),
+        &documents,
+        Completeness::Full,
+    )?
+    .into_spec()?;
     service::update(&state.db, tenant, auth.user_id, agent, |_| spec).await?;
     view(&state, &auth, agent).await
 }
@@ -518,7 +608,13 @@ async fn patch_agent(
 ) -> JsonResult<AgentView> {
     let tenant = auth.require(Role::Admin)?;
     let agent = agent_id(&id)?;
-    let input = AgentInput::parse(&body, &state.speech.voice_ids(), Completeness::Partial)?;
+    let documents = documents(&state, tenant).await?;
+    let input = AgentInput::parse(
+        &body,
+        &state.speech.voice_ids(),
+        &documents,
+        Completeness::Partial,
+    )?;
     service::update(&state.db, tenant, auth.user_id, agent, |current| {
         input.apply(current)
     })

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod calls;
 pub mod error;
 pub mod extract;
+pub mod knowledge;
 pub mod plivo;
 pub mod ratelimit;
 pub mod settings;
@@ -60,6 +61,9 @@ pub struct AppState {
     pub telephony: Telephony,
     pub media: MediaState,
     pub metrics: PrometheusHandle,
+    pub knowledge: crate::knowledge::KnowledgeBase,
+    /// Largest knowledge document accepted, in bytes.
+    pub upload_limit: usize,
 }
 
 /// What call set-up needs: stream tokens, the live calls, the public address, carrier secrets.
@@ -125,6 +129,8 @@ impl AppState {
         media: MediaState,
     ) -> Self {
         Self {
+            knowledge: crate::knowledge::KnowledgeBase::new(db.clone(), Arc::clone(&speech)),
+            upload_limit: limits.max_upload_bytes,
             db,
             limiters: Arc::new(RateLimiters::new(limits)),
             speech,
@@ -151,6 +157,7 @@ impl AppState {
                 (name = "voices", description = "The installed text-to-speech voices"),
                 (name = "calls", description = "Calls and test calls, transcripts, recordings and bookings"),
                 (name = "settings", description = "The business's time zone and default turn engine"),
+                (name = "knowledge", description = "Documents agents answer from, and searching them"),
         (name = "carrier", description = "Call set-up webhooks that carriers call"),
         (name = "system", description = "Health, readiness, metrics and this description"),
     )
@@ -242,6 +249,7 @@ fn resource_routes() -> OpenApiRouter<AppState> {
         .merge(voices::routes())
         .merge(calls::routes())
         .merge(settings::routes())
+        .merge(knowledge::routes())
 }
 
 /// Builds the whole HTTP application for `state`.

@@ -86,6 +86,7 @@ mod tests {
             requests_per_minute: 3,
             auth_requests_per_minute: 1,
             max_body_bytes: 1024,
+            max_upload_bytes: 1024,
             client_address: ClientAddressSource::Socket,
         });
         let a = TokenId(1);

@@ -1,9 +1,10 @@
-//! The tools that act on stored data during a call, over the store.
+//! The tools that act on stored data during a call, over the store, and the search of the
+//! agent's knowledge documents.
 
 use chrono::{NaiveDateTime, TimeZone, Utc};
 use futures_util::future::BoxFuture;
 
-use crate::agent::turn::{Booking, BookingRequest, ToolError, ToolRunner};
+use crate::agent::turn::{Booking, BookingRequest, KnowledgePassage, ToolError, ToolRunner};
 use crate::domain::{AgentId, CallId, TenantId};
 use crate::store::Db;
 use crate::store::bookings::{self, NewBooking};
@@ -16,6 +17,9 @@ pub struct CallTools {
     pub agent: AgentId,
     pub caller_number: Option<String>,
     pub timezone: chrono_tz::Tz,
+    pub knowledge: crate::knowledge::KnowledgeBase,
+    /// The documents the agent's version links.
+    pub documents: Vec<i64>,
 }
 
 /// The UTC instant of a local time in `tz`; `None` for a time the clocks skip. An ambiguous time
@@ -75,6 +79,49 @@ impl ToolRunner for CallTools {
                 start: request.start,
                 phone: row.phone,
             })
+        })
+    }
+
+    fn search_knowledge(&self, query: &str) -> BoxFuture<'_, Vec<KnowledgePassage>> {
+        let query = query.to_owned();
+        Box::pin(async move {
+            if self.documents.is_empty() {
+                return Vec::new();
+            }
+            let started = std::time::Instant::now();
+            let found = self
+                .knowledge
+                .search(
+                    self.tenant,
+                    &query,
+                    Some(&self.documents),
+                    crate::knowledge::CALL_TOP_K,
+                )
+                .await;
+            match found {
+                Ok(passages) => {
+                    tracing::debug!(
+                        passages = passages.len(),
+                        best = passages.first().map(|p| p.score),
+                        ms = started.elapsed().as_millis() as u64,
+                        "knowledge searched"
+                    );
+                    passages
+                        .into_iter()
+                        .map(|p| KnowledgePassage {
+                            source: p.chunk.filename,
+                            page: p.chunk.page,
+                            heading: p.chunk.heading,
+                            text: p.chunk.text,
+                            score: p.score,
+                        })
+                        .collect()
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "knowledge search failed; answering without it");
+                    Vec::new()
+                }
+            }
         })
     }
 }

@@ -271,6 +271,8 @@ struct Line {
 struct Prepared {
     models: Arc<Models>,
     ctx: TurnContext,
+    /// The knowledge documents the agent's version links.
+    knowledge_ids: Vec<i64>,
     /// The installed voice that speaks for the agent.
     voice_id: String,
     endpointer: Endpointer<Box<dyn vad::VoiceActivity>>,
@@ -386,6 +388,7 @@ impl Call {
         let Prepared {
             models,
             ctx,
+            knowledge_ids,
             voice_id,
             endpointer,
             decoder,
@@ -427,6 +430,8 @@ impl Call {
             agent: ctx.agent,
             caller_number: ctx.caller_number.clone(),
             timezone: ctx.timezone,
+            knowledge: state.knowledge.clone(),
+            documents: knowledge_ids,
         });
         let conversation = engine.open(Arc::clone(&ctx), tools);
         let speaker = Arc::new(Speaker {
@@ -600,9 +605,23 @@ impl Call {
         let endpointer = Endpointer::new(detector, line_rate, config.endpoint);
         let ctx = turn_context(state, call, &agent_row).await?;
         tracing::info!(engine = ctx.engine.as_str(), "turn engine chosen");
+        let knowledge_ids: Vec<i64> = agent_row
+            .snapshot
+            .knowledge_links()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|l| l.id)
+            .collect();
+        if !knowledge_ids.is_empty() {
+            // Loads the business's passages now rather than on the caller's first question.
+            if let Err(error) = state.knowledge.warm(tenant).await {
+                tracing::warn!(%error, "could not load the knowledge index");
+            }
+        }
         Ok(Prepared {
             models,
             ctx,
+            knowledge_ids,
             voice_id,
             endpointer,
             decoder,

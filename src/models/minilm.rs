@@ -2,8 +2,10 @@
 //! mask, then L2-normalised, so the dot product of two embeddings is their cosine similarity.
 //!
 //! Tensors: `input_ids`, `attention_mask`, `token_type_ids` i64 [B, S] → `last_hidden_state` f32
-//! [B, S, 384]. The shipped tokenizer pads to 128 tokens; padding is off for one sentence and
-//! to the longest sentence for a batch.
+//! [B, S, 384]. The shipped tokenizer pads and truncates to 128 tokens; here padding is off for
+//! one text and to the longest text for a batch, and texts are truncated at [`MAX_TOKENS`] (the
+//! window sentence-transformers uses for this model), so a knowledge chunk of that size is
+//! embedded whole.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -11,28 +13,45 @@ use std::sync::Mutex;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use super::{ModelError, runtime};
 
 pub const DIMENSIONS: usize = 384;
 
+/// The longest input embedded, special tokens included; longer texts are truncated.
+pub const MAX_TOKENS: usize = 256;
+
 pub struct MiniLm {
     session: Mutex<Session>,
     single: Tokenizer,
     batch: Tokenizer,
+    /// Neither pads nor truncates: measures texts.
+    counter: Tokenizer,
 }
 
 impl MiniLm {
     pub fn load(env: &Environment, dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join("tokenizer.json");
-        let load = |padding: Option<PaddingParams>| {
+        let load = |padding: Option<PaddingParams>, truncation: Option<TruncationParams>| {
             let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| ModelError::Load {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
             tokenizer.with_padding(padding);
+            tokenizer
+                .with_truncation(truncation)
+                .map_err(|e| ModelError::Load {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
             Ok::<_, ModelError>(tokenizer)
+        };
+        let truncate = || {
+            Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..Default::default()
+            })
         };
         let longest = PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
@@ -40,8 +59,9 @@ impl MiniLm {
         };
         Ok(Self {
             session: Mutex::new(runtime::session(env, &dir.join("model.onnx"))?),
-            single: load(None)?,
-            batch: load(Some(longest))?,
+            single: load(None, truncate())?,
+            batch: load(Some(longest), truncate())?,
+            counter: load(None, None)?,
         })
     }
 
@@ -50,6 +70,12 @@ impl MiniLm {
         let encoding = self.single.encode(text, true).map_err(tokenizer_error)?;
         let mut out = self.run(&[encoding])?;
         Ok(out.pop().unwrap_or_default())
+    }
+
+    /// How many tokens `text` is, without the special tokens the model adds around it.
+    pub fn count_tokens(&self, text: &str) -> Result<usize, ModelError> {
+        let encoding = self.counter.encode(text, false).map_err(tokenizer_error)?;
+        Ok(encoding.len())
     }
 
     /// The embeddings of several texts, in order.

@@ -181,7 +181,8 @@ impl Voice {
     /// Synthesises one clause (as split by [`clauses`]) to mono samples in -1..1 at
     /// [`Voice::sample_rate`].
     pub fn synthesize_clause(&self, clause: &str) -> Result<Vec<f32>, ModelError> {
-        let phonemes = phonemize(&self.espeak_voice, clause)?;
+        let clause = crate::pipeline::speakable::speakable(clause);
+        let phonemes = phonemize(&self.espeak_voice, &clause)?;
         let ids = self.phoneme_ids(&phonemes);
         if ids.len() <= 3 {
             return Ok(Vec::new());

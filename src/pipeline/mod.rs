@@ -9,6 +9,7 @@
 pub mod endpoint;
 pub mod g711;
 pub mod resample;
+pub mod speakable;
 pub mod tts_cache;
 pub mod vad;
 pub mod wav;

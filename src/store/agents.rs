@@ -5,7 +5,7 @@ use sqlx::FromRow;
 
 use super::{Db, StoreError, StoreResult, Tx, now};
 use crate::agent::instructions::Compiled;
-use crate::agent::{AgentSpec, EngineChoice, Personality};
+use crate::agent::{AgentSpec, EngineChoice, KnowledgeLink, Personality};
 use crate::domain::{AgentId, Language, TenantId, UserId};
 
 /// An agent joined with its current version.
@@ -38,6 +38,8 @@ pub struct SnapshotColumns {
     /// Comma-separated tool names.
     pub tools: String,
     pub transfer_number: Option<String>,
+    /// JSON list of [`KnowledgeLink`]s.
+    pub knowledge: String,
 }
 
 /// A full version snapshot.
@@ -88,7 +90,13 @@ impl SnapshotColumns {
             },
             tools: self.tool_names(),
             transfer_number: self.transfer_number.clone(),
+            knowledge: self.knowledge_links()?,
         })
+    }
+
+    pub fn knowledge_links(&self) -> StoreResult<Vec<KnowledgeLink>> {
+        serde_json::from_str(&self.knowledge)
+            .map_err(|_| StoreError::Corrupt("agent version knowledge links".into()))
     }
 
     pub fn tool_names(&self) -> Vec<String> {
@@ -108,7 +116,7 @@ macro_rules! select_agents {
             "SELECT a.id, a.current_version, a.status, a.created_at, a.updated_at, v.name, \
              v.voice, v.language, v.system_prompt, v.humour_level, v.empathy_level, \
              v.formality_level, v.energy_level, v.directness_level, v.turn_engine, v.tools, \
-             v.transfer_number, v.compiled_instructions, v.instructions_hash \
+             v.transfer_number, v.knowledge, v.compiled_instructions, v.instructions_hash \
              FROM agents a \
              JOIN agent_versions v ON v.agent_id = a.id AND v.version = a.current_version ",
             $where
@@ -181,7 +189,8 @@ where
     let row = sqlx::query_as(
         "SELECT version, name, voice, language, system_prompt, humour_level, empathy_level, \
                 formality_level, energy_level, directness_level, turn_engine, tools, \
-                transfer_number, compiled_instructions, instructions_hash, rolled_back_from, \
+                transfer_number, knowledge, compiled_instructions, instructions_hash, \
+                rolled_back_from, \
                 created_by, created_at \
          FROM agent_versions WHERE tenant_id = $1 AND agent_id = $2 AND version = $3",
     )
@@ -271,9 +280,9 @@ async fn insert_version(
         "INSERT INTO agent_versions (agent_id, tenant_id, version, name, voice, language, \
             system_prompt, humour_level, empathy_level, formality_level, energy_level, \
             directness_level, compiled_instructions, instructions_hash, rolled_back_from, \
-            created_by, created_at, turn_engine, tools, transfer_number) \
+            created_by, created_at, turn_engine, tools, transfer_number, knowledge) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-            $18, $19, $20)",
+            $18, $19, $20, $21)",
     )
     .bind(agent.0)
     .bind(tenant.0)
@@ -295,6 +304,10 @@ async fn insert_version(
     .bind(new.spec.turn_engine.map(EngineChoice::as_str))
     .bind(new.spec.tools.join(","))
     .bind(new.spec.transfer_number.as_deref())
+    .bind(
+        serde_json::to_string(&new.spec.knowledge)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    )
     .execute(&mut **tx)
     .await?;
     Ok(())

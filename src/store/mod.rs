@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod agents;
 pub mod bookings;
 pub mod calls;
+pub mod knowledge;
 pub mod outbox;
 
 use std::str::FromStr;

@@ -146,6 +146,24 @@ impl TestApp {
         into_response(request.send().await.expect("request sent")).await
     }
 
+    /// Sends `body` as it is, with the given content type.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Response {
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body);
+        into_response(request.send().await.expect("request sent")).await
+    }
+
     /// Registers `email` with a new business; returns its token.
     pub async fn register(&self, email: &str, business: &str) -> Session {
         let r = self

@@ -9,6 +9,7 @@ mod conversations;
 mod errors;
 mod helpers;
 mod history;
+mod knowledge;
 mod llm_server;
 mod media;
 mod system;

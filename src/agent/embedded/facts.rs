@@ -1,5 +1,5 @@
-//! Answers from text: the agent's system prompt, or passages a [`super::Knowledge`] search
-//! returned.
+//! Answers from text: the agent's system prompt, or the knowledge passages a search returned
+//! for the caller's words.
 //!
 //! The text is split into sentences (list items under a "Heading:" line keep the heading, so
 //! "Opening hours:" / "- Monday to Friday 8 am to 5 pm" still says what it is about). Sentences
@@ -12,8 +12,15 @@
 //! "where"/"address"/"parking" one with a street). The best sentence answers when it covers at
 //! least half of the question's content words; ties go to the sentence with a fact of that
 //! kind, then to the earlier one.
+//!
+//! Questions are never answers (an FAQ's "Do you bulk bill?" is followed by its answer), and a
+//! line that ends in a bare price ("Margherita pizza with basil $18.50") is spoken as a sentence
+//! ("… basil is $18.50."). Knowledge passages are facts addressed to customers, so the
+//! instruction filter applies to the system prompt only ("Please give 24 hours notice" is a fact
+//! in a clinic's FAQ).
 
 use super::text::{self, Utterance, Word, capitalise, is_stop_word, stem};
+use crate::agent::turn::KnowledgePassage;
 
 /// Facts ready for answering.
 #[derive(Debug, Default)]
@@ -196,14 +203,44 @@ impl Facts {
     /// Facts from an agent's system prompt, and the business name its role sentence gives
     /// ("You are the receptionist for Harbour Dental.").
     pub fn from_text(text: &str) -> Self {
+        Self::build(text, true)
+    }
+
+    /// Facts from knowledge passages: each passage's text under its innermost heading.
+    pub fn from_passages(passages: &[KnowledgePassage]) -> Self {
+        let mut text = String::new();
+        for passage in passages {
+            if let Some(heading) = passage
+                .heading
+                .as_deref()
+                .and_then(|h| h.rsplit(" > ").next())
+            {
+                text.push_str(heading.trim_end_matches(':'));
+                text.push_str(":\n");
+            }
+            for line in passage.text.lines().filter(|l| !l.trim().is_empty()) {
+                text.push_str("- ");
+                text.push_str(line.trim());
+                text.push('\n');
+            }
+            text.push('\n');
+        }
+        Self::build(&text, false)
+    }
+
+    fn build(text: &str, from_prompt: bool) -> Self {
         let mut facts = Vec::new();
         let mut business = None;
         for sentence in sentences(text) {
+            if sentence.ends_with('?') {
+                continue;
+            }
             let words = text::words(&sentence);
             let norms: Vec<&str> = words.iter().map(|w| w.norm.as_str()).collect();
             let about_callers = norms.iter().any(|w| matches!(*w, "caller" | "callers"));
-            if starts_with_any(&norms, INSTRUCTION_STARTS)
-                || (about_callers && !starts_with_any(&norms, RELAYS))
+            if from_prompt
+                && (starts_with_any(&norms, INSTRUCTION_STARTS)
+                    || (about_callers && !starts_with_any(&norms, RELAYS)))
             {
                 if business.is_none() && starts_with_any(&norms, &["you", "youre", "your"]) {
                     business = business_name(&sentence);
@@ -377,6 +414,8 @@ fn sentences(text: &str) -> Vec<String> {
             continue;
         }
         let body = match (&heading, bullet) {
+            // "Pizza:" / "- Margherita pizza …" already says what it is about.
+            (Some(heading), true) if body.to_lowercase().contains(&heading.to_lowercase()) => body,
             (Some(heading), true) => format!("{heading}: {body}"),
             _ => {
                 heading = None;
@@ -389,12 +428,39 @@ fn sentences(text: &str) -> Vec<String> {
                 continue;
             }
             if !sentence.ends_with(['.', '!', '?']) {
+                sentence = priced(&sentence);
                 sentence.push('.');
             }
             out.push(capitalise(&sentence));
         }
     }
     out
+}
+
+/// "Margherita pizza, basil $18.50" → "Margherita pizza, basil is $18.50": a line that ends in
+/// a price with no verb or preposition before it.
+fn priced(line: &str) -> String {
+    let Some((before, price)) = line.trim_end().rsplit_once(' ') else {
+        return line.to_owned();
+    };
+    let is_price = price.starts_with(['$', '£', '€'])
+        && price[1..].starts_with(|c: char| c.is_ascii_digit())
+        && price[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',');
+    let before = before
+        .trim_end()
+        .trim_end_matches([',', '-', ':', '–', '—'])
+        .trim_end();
+    let last = before.rsplit(' ').next().unwrap_or_default().to_lowercase();
+    const LINKS: &[&str] = &[
+        "is", "are", "was", "costs", "cost", "from", "at", "only", "just", "of", "for", "to",
+        "and", "or", "be", "by", "under", "over", "about", "around", "plus", "than",
+    ];
+    if !is_price || before.is_empty() || LINKS.contains(&last.as_str()) {
+        return line.to_owned();
+    }
+    format!("{before} is {price}")
 }
 
 /// "1. Bring your card" / "2) …".

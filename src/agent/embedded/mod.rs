@@ -46,7 +46,6 @@ mod names;
 mod style;
 mod text;
 
-use std::fmt;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
@@ -62,46 +61,22 @@ use facts::Facts;
 use style::Style;
 use text::Utterance;
 
-/// A searchable knowledge base the responder consults before the system prompt's facts. The
-/// passages it returns are re-scored against the question sentence by sentence, so a search
-/// that always returns its nearest neighbours does not make the responder read out something
-/// unrelated.
-pub trait Knowledge: Send + Sync {
-    /// Passages relevant to `query` (the caller's words), best first; empty when none.
-    fn search(&self, query: &str) -> BoxFuture<'_, Vec<String>>;
-}
-
-/// The embedded turn engine. `EmbeddedResponder::default()` answers from the system prompt
-/// only; [`EmbeddedResponder::with_knowledge`] adds a knowledge base.
-#[derive(Clone, Default)]
-pub struct EmbeddedResponder {
-    knowledge: Option<Arc<dyn Knowledge>>,
-}
+/// The embedded turn engine. Questions are answered from the agent's knowledge documents first
+/// (through [`ToolRunner::search_knowledge`]: the passages are re-scored against the question
+/// sentence by sentence, so a search that always returns its nearest neighbours does not make
+/// the responder read out something unrelated), then from the system prompt's facts.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedResponder;
 
 impl EmbeddedResponder {
     pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Consults `knowledge` first when answering questions.
-    pub fn with_knowledge(knowledge: Arc<dyn Knowledge>) -> Self {
-        Self {
-            knowledge: Some(knowledge),
-        }
-    }
-}
-
-impl fmt::Debug for EmbeddedResponder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EmbeddedResponder")
-            .field("knowledge", &self.knowledge.is_some())
-            .finish()
+        Self
     }
 }
 
 impl TurnEngine for EmbeddedResponder {
     fn open(&self, ctx: Arc<TurnContext>, tools: Arc<dyn ToolRunner>) -> Box<dyn Conversation> {
-        Box::new(Session::new(ctx, tools, self.knowledge.clone()))
+        Box::new(Session::new(ctx, tools))
     }
 }
 
@@ -176,7 +151,6 @@ impl Reply {
 struct Session {
     ctx: Arc<TurnContext>,
     tools: Arc<dyn ToolRunner>,
-    knowledge: Option<Arc<dyn Knowledge>>,
     facts: Facts,
     business: String,
     style: Style,
@@ -189,11 +163,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(
-        ctx: Arc<TurnContext>,
-        tools: Arc<dyn ToolRunner>,
-        knowledge: Option<Arc<dyn Knowledge>>,
-    ) -> Self {
+    fn new(ctx: Arc<TurnContext>, tools: Arc<dyn ToolRunner>) -> Self {
         let facts = Facts::from_text(ctx.system_prompt.as_deref().unwrap_or_default());
         let business = facts
             .business()
@@ -206,7 +176,6 @@ impl Session {
             today: now.date(),
             now,
             tools,
-            knowledge,
             ctx,
             draft: None,
             caller_name: None,
@@ -607,13 +576,11 @@ impl Session {
         }
     }
 
-    /// Answers from the knowledge base, then from the system prompt.
+    /// Answers from the knowledge documents, then from the system prompt.
     async fn answer(&self, u: &Utterance) -> Option<String> {
-        if let Some(knowledge) = self.knowledge.clone() {
-            let passages = knowledge.search(&u.text).await;
-            if let Some(answer) = Facts::from_text(&passages.join("\n")).answer(u) {
-                return Some(answer);
-            }
+        let passages = self.tools.search_knowledge(&u.text).await;
+        if let Some(answer) = Facts::from_passages(&passages).answer(u) {
+            return Some(answer);
         }
         self.facts.answer(u)
     }

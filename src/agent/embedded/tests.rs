@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use super::*;
 use crate::agent::Personality;
 use crate::agent::turn::testing::{MemoryTools, context};
-use crate::agent::turn::{Booking, Tools};
+use crate::agent::turn::{Booking, KnowledgePassage, Tools};
 use crate::domain::Language;
 
 const HOURS_PROMPT: &str =
@@ -34,7 +34,11 @@ impl Call {
     }
 
     fn with(engine: EmbeddedResponder, ctx: TurnContext) -> Self {
-        let tools = Arc::new(MemoryTools::default());
+        Self::with_tools(engine, ctx, MemoryTools::default())
+    }
+
+    fn with_tools(engine: EmbeddedResponder, ctx: TurnContext, tools: MemoryTools) -> Self {
+        let tools = Arc::new(tools);
         let conversation = engine.open(Arc::new(ctx), tools.clone());
         Self {
             conversation,
@@ -341,6 +345,10 @@ impl ToolRunner for RefusingTools {
             *self.tried.lock().unwrap() += 1;
             Err((self.error)())
         })
+    }
+
+    fn search_knowledge(&self, _query: &str) -> BoxFuture<'_, Vec<KnowledgePassage>> {
+        Box::pin(async { Vec::new() })
     }
 }
 
@@ -661,27 +669,40 @@ async fn the_phone_number_is_asked_only_without_a_caller_number() {
     );
 }
 
-/// Knowledge that knows about parking only.
-struct Parking;
+fn passage(heading: Option<&str>, text: &str) -> KnowledgePassage {
+    KnowledgePassage {
+        source: "faq.docx".into(),
+        page: Some(1),
+        heading: heading.map(str::to_owned),
+        text: text.into(),
+        score: 0.5,
+    }
+}
 
-impl Knowledge for Parking {
-    fn search(&self, query: &str) -> BoxFuture<'_, Vec<String>> {
-        let hit = query.to_lowercase().contains("park");
-        Box::pin(async move {
-            if hit {
-                vec!["Parking. Free parking is available behind the clinic on Bay Road.".into()]
-            } else {
-                // Nearest neighbours, however far.
-                vec!["Our dentists are members of the Australian Dental Association.".into()]
-            }
-        })
+/// Knowledge whose search returns the same nearest neighbours for every question.
+fn parking_and_more() -> MemoryTools {
+    MemoryTools {
+        knowledge: vec![
+            passage(
+                Some("FAQ > Parking"),
+                "Where can I park? Free parking is available behind the clinic on Bay Road.",
+            ),
+            passage(
+                Some("FAQ > About us"),
+                "Our dentists are members of the Australian Dental Association.",
+            ),
+        ],
+        ..MemoryTools::default()
     }
 }
 
 #[tokio::test]
 async fn knowledge_is_consulted_before_the_prompt() {
-    let engine = EmbeddedResponder::with_knowledge(Arc::new(Parking));
-    let mut call = Call::with(engine, with_prompt(HOURS_PROMPT));
+    let mut call = Call::with_tools(
+        EmbeddedResponder::new(),
+        with_prompt(HOURS_PROMPT),
+        parking_and_more(),
+    );
     assert_eq!(
         call.say("Where can I park?").await,
         "Free parking is available behind the clinic on Bay Road. Is there anything else I can \
@@ -748,5 +769,39 @@ async fn an_introduction_is_kept_for_the_booking() {
         call.say("could I come in at 3 tomorrow").await,
         "Sure. Just to confirm: an appointment for Sarah Jones on Tuesday the 1st of December at \
          3 pm. Shall I book it?"
+    );
+}
+
+#[tokio::test]
+async fn menu_prices_and_faq_answers_come_from_the_best_passage() {
+    let tools = MemoryTools {
+        knowledge: vec![
+            passage(
+                Some("Harbour Trattoria Menu > Pizza"),
+                "Margherita pizza with tomato, fior di latte and basil $18.50\n\
+                 Prosciutto pizza with rocket and parmesan $24.00",
+            ),
+            passage(
+                Some("FAQ > Cancellations"),
+                "Can I cancel my appointment? Please give us 24 hours notice to cancel.",
+            ),
+        ],
+        ..MemoryTools::default()
+    };
+    let mut call = Call::with_tools(EmbeddedResponder::new(), with_prompt(HOURS_PROMPT), tools);
+    let anything_else = " Is there anything else I can help you with?";
+    assert_eq!(
+        call.say("How much is the margherita pizza?").await,
+        format!("Margherita pizza with tomato, fior di latte and basil is $18.50.{anything_else}")
+    );
+    assert_eq!(
+        call.say("how much does the prosciutto pizza cost").await,
+        format!("Prosciutto pizza with rocket and parmesan is $24.00.{anything_else}")
+    );
+    // A sentence addressed to customers is a fact in a document; the FAQ's question is not.
+    assert_eq!(
+        call.say("How much notice do I need to give to cancel?")
+            .await,
+        format!("Please give us 24 hours notice to cancel.{anything_else}")
     );
 }

@@ -1,0 +1,593 @@
+//! The knowledge base over HTTP: uploads of the generated fixtures (fixtures/knowledge, made by
+//! fixtures/make-knowledge-fixtures), background processing to `ready` or `failed`, search,
+//! agent links through versions, tenant isolation, recovery of a document whose worker died,
+//! and a call in which the agent answers a price from the menu.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::helpers::{Response, TestApp, assert_error, spawn_app, spawn_app_with};
+
+const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/knowledge")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A multipart/form-data body with one file field, as `curl -F "file=@NAME"` sends it.
+fn form(field: &str, filename: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "------------------------cg7d1c0b3f5e";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; \
+             filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(app: &TestApp, token: &str, filename: &str, bytes: &[u8]) -> Response {
+    let (content_type, body) = form("file", filename, bytes);
+    app.send_bytes(Method::POST, "/api/knowledge", token, &content_type, body)
+        .await
+}
+
+/// Uploads a fixture and waits until it is processed; returns the final document.
+async fn processed(app: &TestApp, token: &str, name: &str) -> Value {
+    let r = upload(app, token, name, &fixture(name)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["status"], "pending");
+    settle(app, token, r.body["id"].as_i64().unwrap()).await
+}
+
+/// The document once it is `ready` or `failed`.
+async fn settle(app: &TestApp, token: &str, id: i64) -> Value {
+    for _ in 0..600 {
+        let r = app.get(&format!("/api/knowledge/{id}"), token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if matches!(r.body["status"].as_str(), Some("ready" | "failed")) {
+            return r.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("document {id} was never processed");
+}
+
+async fn search(app: &TestApp, token: &str, body: Value) -> Vec<Value> {
+    let r = app.post("/api/knowledge/search", token, body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["results"].as_array().unwrap().clone()
+}
+
+async fn database(app: &TestApp) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(app.database_url.expose_secret())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_menu_pdf_and_a_faq_docx_become_searchable_with_pages_and_passages() {
+    let app = spawn_app().await;
+    let s = app
+        .register("owner@trattoria.example", "Harbour Trattoria")
+        .await;
+
+    let menu = processed(&app, &s.token, "menu.pdf").await;
+    assert_eq!(menu["status"], "ready", "{menu}");
+    assert_eq!(menu["filename"], "menu.pdf");
+    assert_eq!(menu["content_type"], "application/pdf");
+    assert_eq!(menu["size"], fixture("menu.pdf").len());
+    assert_eq!(menu["pages"], 2);
+    assert_eq!(menu["chunks"], MENU_CHUNKS, "{menu}");
+    assert!(menu["error"].is_null());
+    assert_eq!(menu["agents"], json!([]));
+
+    let faq = processed(&app, &s.token, "clinic-faq.docx").await;
+    assert_eq!(faq["status"], "ready", "{faq}");
+    assert_eq!(faq["content_type"], DOCX);
+    assert_eq!(faq["pages"], 2);
+    assert_eq!(faq["chunks"], FAQ_CHUNKS, "{faq}");
+
+    let list = app.get("/api/knowledge", &s.token).await;
+    let names: Vec<&str> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["menu.pdf", "clinic-faq.docx"]);
+
+    // Paraphrased questions find the passage that answers them.
+    let cases = [
+        ("what does the margherita cost", "menu.pdf", "$18.50", 1),
+        (
+            "do you have a sweet Italian coffee dessert",
+            "menu.pdf",
+            "Tiramisu",
+            2,
+        ),
+        (
+            "what time do you open on Friday",
+            "menu.pdf",
+            "Friday to Sunday",
+            2,
+        ),
+        (
+            "are kids treated for free",
+            "clinic-faq.docx",
+            "Child Dental Benefits",
+            1,
+        ),
+        ("where do I leave my car", "clinic-faq.docx", "parking", 2),
+        (
+            "what is the fee for teeth whitening",
+            "clinic-faq.docx",
+            "$450",
+            2,
+        ),
+    ];
+    for (query, file, expected, page) in cases {
+        let hits = search(&app, &s.token, json!({ "query": query, "top_k": 3 })).await;
+        assert_eq!(hits.len(), 3, "{query}");
+        let best = &hits[0];
+        assert!(
+            best["filename"] == file && best["text"].as_str().unwrap().contains(expected),
+            "{query:?}: best passage {best:#}"
+        );
+        assert_eq!(best["page"], page, "{query:?}: {best:#}");
+        assert!(best["score"].as_f64().unwrap() > hits[2]["score"].as_f64().unwrap() - 1e-6);
+    }
+    // The corkage sentence shares its passage with the opening hours, so "wine" questions rank
+    // the drinks list first (0.47 against 0.36 when measured); it is still among the three
+    // passages a caller's turn is given, where the answer is picked sentence by sentence.
+    let hits = search(
+        &app,
+        &s.token,
+        json!({ "query": "can I bring my own bottle of wine", "top_k": 3 }),
+    )
+    .await;
+    assert!(
+        hits.iter()
+            .any(|h| h["text"].as_str().unwrap().contains("Corkage is $5")),
+        "{hits:#?}"
+    );
+
+    // Results name their document and headings.
+    let hits = search(&app, &s.token, json!({ "query": "pizza prices" })).await;
+    assert_eq!(hits.len(), 5, "top_k defaults to 5");
+    assert!(
+        hits[0]["heading"].as_str().unwrap().contains("Pizza"),
+        "{:#}",
+        hits[0]
+    );
+    assert_eq!(hits[0]["document_id"], menu["id"]);
+}
+
+/// Passages the fixtures make: one per section, as none is longer than a passage. The menu: the
+/// introduction, Starters, Pizza, Pasta, Desserts, Drinks, Opening hours; the FAQ: its
+/// introduction, Appointments, Children, Fees and payment (the table), Parking.
+const MENU_CHUNKS: i64 = 7;
+const FAQ_CHUNKS: i64 = 5;
+
+#[tokio::test]
+async fn unreadable_files_fail_with_a_reason_and_others_are_refused() {
+    let app = spawn_app_with(|c| c.limits.max_upload_bytes = 8 * 1024).await;
+    let s = app.register("owner@clinic.example", "Clinic").await;
+
+    for (name, reason) in [
+        ("broken.pdf", "damaged"),
+        ("encrypted.pdf", "password"),
+        ("scanned.pdf", "no text"),
+    ] {
+        let doc = processed(&app, &s.token, name).await;
+        assert_eq!(doc["status"], "failed", "{name}: {doc}");
+        let error = doc["error"].as_str().unwrap();
+        assert!(error.to_lowercase().contains(reason), "{name}: {error}");
+        assert_eq!(doc["chunks"], 0);
+    }
+
+    // A text file named .pdf, an empty file, no file field, not multipart: 422 naming `file`.
+    let refused = [
+        upload(&app, &s.token, "notes.pdf", &fixture("notes.pdf")).await,
+        upload(&app, &s.token, "empty.pdf", b"").await,
+        {
+            let (content_type, body) = form("document", "menu.pdf", b"%PDF-1.4");
+            app.send_bytes(
+                Method::POST,
+                "/api/knowledge",
+                &s.token,
+                &content_type,
+                body,
+            )
+            .await
+        },
+        app.post("/api/knowledge", &s.token, json!({ "file": "menu.pdf" }))
+            .await,
+    ];
+    for r in refused {
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(r.body["errors"]["file"].is_array(), "{}", r.body);
+    }
+
+    // Over the (here 8 KiB) limit: 413 in the JSON error shape, and nothing stored.
+    let big = [b"%PDF-1.4\n".as_slice(), &vec![b'x'; 9 * 1024]].concat();
+    let r = upload(&app, &s.token, "big.pdf", &big).await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE);
+    let list = app.get("/api/knowledge", &s.token).await;
+    assert_eq!(list.body.as_array().unwrap().len(), 3);
+
+    // Nothing failed is searchable.
+    assert!(
+        search(&app, &s.token, json!({ "query": "menu" }))
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn agents_link_documents_through_their_versions() {
+    let app = spawn_app().await;
+    let s = app
+        .register("owner@trattoria.example", "Harbour Trattoria")
+        .await;
+    let menu = processed(&app, &s.token, "menu.pdf").await;
+    let faq = processed(&app, &s.token, "clinic-faq.docx").await;
+    let (menu_id, faq_id) = (menu["id"].as_i64().unwrap(), faq["id"].as_i64().unwrap());
+
+    let mut body = crate::helpers::reception("Host");
+    body["knowledge_ids"] = json!([menu_id]);
+    let r = app.post("/api/agents", &s.token, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let agent = r.body["id"].as_i64().unwrap();
+    assert_eq!(r.body["knowledge_ids"], json!([menu_id]));
+    let instructions = r.body["compiled_instructions"].as_str().unwrap();
+    assert!(instructions.contains("- menu.pdf\n"), "{instructions}");
+
+    let doc = app
+        .get(&format!("/api/knowledge/{menu_id}"), &s.token)
+        .await;
+    assert_eq!(doc.body["agents"], json!([agent]));
+
+    // Search through the agent sees its documents only.
+    let hits = search(
+        &app,
+        &s.token,
+        json!({ "query": "where can I park", "agent_id": agent }),
+    )
+    .await;
+    assert!(!hits.is_empty());
+    assert!(hits.iter().all(|h| h["document_id"] == menu_id), "{hits:?}");
+
+    // Unknown ids are refused with every other field error at once.
+    let r = app
+        .patch(
+            &format!("/api/agents/{agent}"),
+            &s.token,
+            json!({ "knowledge_ids": [menu_id, 999_999], "humour_level": 99 }),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.body["errors"]["knowledge_ids"][0]
+            .as_str()
+            .unwrap()
+            .contains("999999")
+    );
+    assert!(r.body["errors"]["humour_level"].is_array());
+    let r = app
+        .patch(
+            &format!("/api/agents/{agent}"),
+            &s.token,
+            json!({ "knowledge_ids": "menu" }),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Version 2 links both; version 3 none; rolling back to 2 restores both.
+    let r = app
+        .patch(
+            &format!("/api/agents/{agent}"),
+            &s.token,
+            json!({ "knowledge_ids": [faq_id, menu_id, faq_id] }),
+        )
+        .await;
+    assert_eq!(
+        r.body["knowledge_ids"],
+        json!([menu_id, faq_id]),
+        "id order, no repeats"
+    );
+    let r = app
+        .patch(
+            &format!("/api/agents/{agent}"),
+            &s.token,
+            json!({ "knowledge_ids": null }),
+        )
+        .await;
+    assert_eq!(r.body["knowledge_ids"], json!([]));
+    assert!(
+        r.body["compiled_instructions"]
+            .as_str()
+            .unwrap()
+            .contains("No knowledge documents")
+    );
+    let list = app.get("/api/knowledge", &s.token).await;
+    assert!(
+        list.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["agents"] == json!([]))
+    );
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/versions/2/rollback"),
+            &s.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["knowledge_ids"], json!([menu_id, faq_id]));
+    let v2 = app
+        .get(&format!("/api/agents/{agent}/versions/2"), &s.token)
+        .await;
+    assert_eq!(v2.body["knowledge_ids"], json!([menu_id, faq_id]));
+
+    // Deleting a document unlinks it at once and takes its passages with it.
+    let r = app
+        .delete(&format!("/api/knowledge/{faq_id}"), &s.token)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app.get(&format!("/api/agents/{agent}"), &s.token).await;
+    assert_eq!(r.body["knowledge_ids"], json!([menu_id]));
+    let hits = search(
+        &app,
+        &s.token,
+        json!({ "query": "where can I park", "top_k": 20 }),
+    )
+    .await;
+    assert!(hits.iter().all(|h| h["document_id"] == menu_id), "{hits:?}");
+    assert_error(
+        &app.get(&format!("/api/knowledge/{faq_id}"), &s.token).await,
+        StatusCode::NOT_FOUND,
+    );
+    // A rollback to a version that linked it links only what still exists.
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/versions/2/rollback"),
+            &s.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["knowledge_ids"], json!([menu_id]));
+    let instructions = r.body["compiled_instructions"].as_str().unwrap();
+    assert!(!instructions.contains("clinic-faq.docx"), "{instructions}");
+}
+
+#[tokio::test]
+async fn documents_and_searches_never_cross_tenants_or_roles() {
+    let app = spawn_app().await;
+    let owner = app
+        .register("owner@trattoria.example", "Harbour Trattoria")
+        .await;
+    let other = app.register("owner@clinic.example", "Clinic").await;
+    let menu = processed(&app, &owner.token, "menu.pdf").await;
+    let id = menu["id"].as_i64().unwrap();
+    let agent = app.create_agent(&owner.token, "Host").await;
+
+    for r in [
+        app.get(&format!("/api/knowledge/{id}"), &other.token).await,
+        app.delete(&format!("/api/knowledge/{id}"), &other.token)
+            .await,
+        app.post(
+            "/api/knowledge/search",
+            &other.token,
+            json!({ "query": "pizza", "agent_id": agent }),
+        )
+        .await,
+    ] {
+        assert_error(&r, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        app.get("/api/knowledge", &other.token).await.body,
+        json!([])
+    );
+    assert!(
+        search(&app, &other.token, json!({ "query": "margherita pizza" }))
+            .await
+            .is_empty()
+    );
+    let mut body = crate::helpers::reception("Thief");
+    body["knowledge_ids"] = json!([id]);
+    assert_error(
+        &app.post("/api/agents", &other.token, body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    assert_eq!(
+        app.get(&format!("/api/knowledge/{id}"), &owner.token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Search input is checked.
+    let r = app
+        .post(
+            "/api/knowledge/search",
+            &owner.token,
+            json!({ "query": "", "top_k": 0 }),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.body["errors"]["query"].is_array() && r.body["errors"]["top_k"].is_array(),
+        "{}",
+        r.body
+    );
+
+    // Members read and search; only owners and admins upload and delete.
+    let member = app
+        .register("member@trattoria.example", "Member's own")
+        .await;
+    let r = app
+        .post(
+            "/api/members",
+            &owner.token,
+            json!({ "email": "member@trattoria.example" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .post(
+            "/api/tenants/switch",
+            &member.token,
+            json!({ "tenant_id": owner.tenant_id }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        search(&app, &member.token, json!({ "query": "pizza" }))
+            .await
+            .len(),
+        5
+    );
+    assert_error(
+        &upload(&app, &member.token, "menu.pdf", &fixture("menu.pdf")).await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_error(
+        &app.delete(&format!("/api/knowledge/{id}"), &member.token)
+            .await,
+        StatusCode::FORBIDDEN,
+    );
+}
+
+#[tokio::test]
+async fn a_document_whose_worker_died_is_processed_again_and_given_up_after_three_tries() {
+    let app = spawn_app().await;
+    let s = app
+        .register("owner@trattoria.example", "Harbour Trattoria")
+        .await;
+    let menu = processed(&app, &s.token, "menu.pdf").await;
+    let faq = processed(&app, &s.token, "clinic-faq.docx").await;
+    let (menu_id, faq_id) = (menu["id"].as_i64().unwrap(), faq["id"].as_i64().unwrap());
+
+    // What a worker killed mid-document leaves behind: `processing`, a lapsed lease, no
+    // passages (the menu: first attempt; the FAQ: its third).
+    let mut db = database(&app).await;
+    for (id, attempts) in [(menu_id, 1), (faq_id, 3)] {
+        sqlx::query("DELETE FROM knowledge_chunks WHERE document_id = $1")
+            .bind(id)
+            .execute(&mut db)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE knowledge_documents SET status = 'processing', chunks = 0, attempts = $1, \
+             lease_until = '2000-01-01T00:00:00.000Z' WHERE id = $2",
+        )
+        .bind(attempts)
+        .bind(id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    let menu = settle(&app, &s.token, menu_id).await;
+    assert_eq!(menu["status"], "ready", "{menu}");
+    assert_eq!(menu["chunks"], MENU_CHUNKS);
+    let faq = settle(&app, &s.token, faq_id).await;
+    assert_eq!(faq["status"], "failed", "{faq}");
+    assert!(
+        faq["error"].as_str().unwrap().contains("interrupted"),
+        "{faq}"
+    );
+    let (stored,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM knowledge_chunks WHERE document_id = $1")
+            .bind(menu_id)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(stored, MENU_CHUNKS, "one attempt's passages, not two");
+    let hits = search(&app, &s.token, json!({ "query": "margherita", "top_k": 1 })).await;
+    assert!(hits[0]["text"].as_str().unwrap().contains("$18.50"));
+}
+
+/// The whole path: `callgenius call` phones an agent linked to the menu and asks a price; the
+/// embedded responder finds it in the menu and says it.
+#[tokio::test]
+async fn a_caller_asks_a_price_and_the_agent_reads_it_from_the_menu() {
+    let app = spawn_app().await;
+    let s = app
+        .register("owner@trattoria.example", "Harbour Trattoria")
+        .await;
+    let menu = processed(&app, &s.token, "menu.pdf").await;
+    let r = app
+        .post(
+            "/api/agents",
+            &s.token,
+            json!({ "name": "Harbour Trattoria", "voice": "aria", "language": "en-AU",
+                    "system_prompt": "You are the host at Harbour Trattoria.",
+                    "turn_engine": "embedded", "knowledge_ids": [menu["id"]] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let agent = r.body["id"].as_i64().unwrap();
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/conversations");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_callgenius"));
+    command
+        .args([
+            "call",
+            "--url",
+            &app.base,
+            "--agent",
+            &agent.to_string(),
+            "--json",
+        ])
+        .args(["--carrier", "twilio", "--from", "+61255501234"])
+        .arg("--audio")
+        .arg(dir.join("menu-joe-1.wav"))
+        .arg("--audio")
+        .arg(dir.join("menu-joe-2.wav"))
+        .env("CALLGENIUS_TOKEN", &s.token);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "callgenius call failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let call = report["call_id"].as_i64().expect("call id in the report");
+
+    let transcript = app
+        .get(&format!("/api/calls/{call}/transcript"), &s.token)
+        .await;
+    let lines = transcript.body.as_array().unwrap();
+    let agent_lines: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["speaker"] == "agent")
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        agent_lines
+            .iter()
+            .any(|t| t.contains("ravioli") && t.contains("$25.00")),
+        "no price in the agent's replies: {transcript:#?}",
+        transcript = transcript.body
+    );
+}
