@@ -488,6 +488,17 @@ async fn view(state: &AppState, auth: &Auth, agent: AgentId) -> JsonResult<Agent
     Ok(Json(view))
 }
 
+/// Validates an agent body against the installed voices and the business's documents.
+async fn input(
+    state: &AppState,
+    tenant: crate::domain::TenantId,
+    body: &JsonBody,
+    completeness: Completeness,
+) -> Result<AgentInput, ApiError> {
+    let documents = documents(state, tenant).await?;
+    AgentInput::parse(body, &state.speech.voice_ids(), &documents, completeness)
+}
+
 /// The business's knowledge documents (id, file name), for validating links.
 async fn documents(
     state: &AppState,
@@ -525,14 +536,9 @@ async fn create_agent(
     body: JsonBody,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
     let tenant = auth.require(Role::Admin)?;
-    let documents = documents(&state, tenant).await?;
-    let spec = AgentInput::parse(
-        &body,
-        &state.speech.voice_ids(),
-        &documents,
-        Completeness::Full,
-    )?
-    .into_spec()?;
+    let spec = input(&state, tenant, &body, Completeness::Full)
+        .await?
+        .into_spec()?;
     let row = service::create(&state.db, tenant, auth.user_id, spec).await?;
     let Json(view) = view(&state, &auth, AgentId(row.id)).await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -574,14 +580,9 @@ async fn replace_agent(
 ) -> JsonResult<AgentView> {
     let tenant = auth.require(Role::Admin)?;
     let agent = agent_id(&id)?;
-    let documents = documents(&state, tenant).await?;
-    let spec = AgentInput::parse(
-        &body,
-        &state.speech.voice_ids(),
-        &documents,
-        Completeness::Full,
-    )?
-    .into_spec()?;
+    let spec = input(&state, tenant, &body, Completeness::Full)
+        .await?
+        .into_spec()?;
     service::update(&state.db, tenant, auth.user_id, agent, |_| spec).await?;
     view(&state, &auth, agent).await
 }
@@ -608,13 +609,7 @@ async fn patch_agent(
 ) -> JsonResult<AgentView> {
     let tenant = auth.require(Role::Admin)?;
     let agent = agent_id(&id)?;
-    let documents = documents(&state, tenant).await?;
-    let input = AgentInput::parse(
-        &body,
-        &state.speech.voice_ids(),
-        &documents,
-        Completeness::Partial,
-    )?;
+    let input = input(&state, tenant, &body, Completeness::Partial).await?;
     service::update(&state.db, tenant, auth.user_id, agent, |current| {
         input.apply(current)
     })

@@ -185,7 +185,11 @@ const FAQ_CHUNKS: i64 = 5;
 
 #[tokio::test]
 async fn unreadable_files_fail_with_a_reason_and_others_are_refused() {
-    let app = spawn_app_with(|c| c.limits.max_upload_bytes = 8 * 1024).await;
+    let app = spawn_app_with(|c| {
+        c.limits.max_upload_bytes = 8 * 1024;
+        c.limits.max_body_bytes = 1024;
+    })
+    .await;
     let s = app.register("owner@clinic.example", "Clinic").await;
 
     for (name, reason) in [
@@ -236,17 +240,27 @@ async fn unreadable_files_fail_with_a_reason_and_others_are_refused() {
             .await
             .is_empty()
     );
+
+    // Uploads have their own limit: a document over the JSON body limit (here 1 KiB) is taken.
+    let faq = processed(&app, &s.token, "clinic-faq.docx").await;
+    assert!(faq["size"].as_i64().unwrap() > 1024);
+    assert_eq!(faq["status"], "ready", "{faq}");
+}
+
+/// A business with both fixtures processed: its session and the menu's and the FAQ's ids.
+async fn trattoria_with_both(app: &TestApp) -> (crate::helpers::Session, i64, i64) {
+    let s = app
+        .register("owner@trattoria.example", "Harbour Trattoria")
+        .await;
+    let menu = processed(app, &s.token, "menu.pdf").await;
+    let faq = processed(app, &s.token, "clinic-faq.docx").await;
+    (s, menu["id"].as_i64().unwrap(), faq["id"].as_i64().unwrap())
 }
 
 #[tokio::test]
 async fn agents_link_documents_through_their_versions() {
     let app = spawn_app().await;
-    let s = app
-        .register("owner@trattoria.example", "Harbour Trattoria")
-        .await;
-    let menu = processed(&app, &s.token, "menu.pdf").await;
-    let faq = processed(&app, &s.token, "clinic-faq.docx").await;
-    let (menu_id, faq_id) = (menu["id"].as_i64().unwrap(), faq["id"].as_i64().unwrap());
+    let (s, menu_id, faq_id) = trattoria_with_both(&app).await;
 
     let mut body = crate::helpers::reception("Host");
     body["knowledge_ids"] = json!([menu_id]);
@@ -478,12 +492,7 @@ async fn documents_and_searches_never_cross_tenants_or_roles() {
 #[tokio::test]
 async fn a_document_whose_worker_died_is_processed_again_and_given_up_after_three_tries() {
     let app = spawn_app().await;
-    let s = app
-        .register("owner@trattoria.example", "Harbour Trattoria")
-        .await;
-    let menu = processed(&app, &s.token, "menu.pdf").await;
-    let faq = processed(&app, &s.token, "clinic-faq.docx").await;
-    let (menu_id, faq_id) = (menu["id"].as_i64().unwrap(), faq["id"].as_i64().unwrap());
+    let (s, menu_id, faq_id) = trattoria_with_both(&app).await;
 
     // What a worker killed mid-document leaves behind: `processing`, a lapsed lease, no
     // passages (the menu: first attempt; the FAQ: its third).
