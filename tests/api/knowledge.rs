@@ -600,3 +600,99 @@ async fn a_caller_asks_a_price_and_the_agent_reads_it_from_the_menu() {
         transcript = transcript.body
     );
 }
+
+/// With an LLM, each caller turn's request carries the passages found for the caller's words in
+/// its system message; a model that reads them answers the price.
+#[tokio::test]
+async fn the_llm_is_given_the_passages_for_each_caller_turn() {
+    use crate::llm_server::{Answer, LlmServer, messages};
+    use callgenius::config::LlmSettings;
+    use std::sync::Arc;
+
+    let llm = LlmServer::start(Arc::new(|request: &Value| {
+        let system = messages(request, "system")[0]["content"]
+            .as_str()
+            .unwrap_or_default();
+        let ravioli = system
+            .lines()
+            .find(|l| l.starts_with("Pumpkin ravioli"))
+            .and_then(|l| l.rsplit(' ').next());
+        Answer::Text(match ravioli {
+            Some(price) => format!("The pumpkin ravioli is {price}."),
+            None => "Thanks for calling, goodbye.".into(),
+        })
+    }))
+    .await;
+    let base_url = llm.base_url.clone();
+    let app = spawn_app_with(move |c| {
+        c.llm = Some(LlmSettings {
+            base_url,
+            model: "test-model".into(),
+            api_key: None,
+            timeout_ms: 5_000,
+            retries: 1,
+        })
+    })
+    .await;
+    let s = app
+        .register("owner@trattoria.example", "Harbour Trattoria")
+        .await;
+    let menu = processed(&app, &s.token, "menu.pdf").await;
+    let mut body = crate::helpers::reception("Harbour Trattoria");
+    body["knowledge_ids"] = json!([menu["id"]]);
+    let r = app.post("/api/agents", &s.token, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let agent = r.body["id"].as_i64().unwrap();
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/conversations");
+    let audio =
+        |n: usize| callgenius::pipeline::wav::read(&dir.join(format!("menu-joe-{n}.wav"))).unwrap();
+    let report = callgenius::simulator::run(callgenius::simulator::CallPlan {
+        base_url: app.base.clone(),
+        api_token: s.token.clone(),
+        agent_id: agent,
+        caller: audio(1),
+        then: vec![audio(2)],
+        pause: Duration::from_millis(800),
+        speed: 1.0,
+        quiet: Duration::from_secs(2),
+        carrier: callgenius::simulator::SimCarrier::Twilio,
+        from: Some("+61255501234".into()),
+    })
+    .await
+    .unwrap();
+
+    let requests: Vec<Value> = llm
+        .requests()
+        .into_iter()
+        .filter(|r| r["stream"] == true)
+        .collect();
+    let first = messages(&requests[0], "system")[0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        first.contains("- menu.pdf\n"),
+        "the instructions name it: {first}"
+    );
+    assert!(
+        first.contains("# Excerpts for the caller's last words\n")
+            && first.contains("menu.pdf, page 2, Harbour Trattoria Menu > Pasta:\n"),
+        "{first}"
+    );
+    let transcript = app
+        .get(
+            &format!("/api/calls/{}/transcript", report.call_id),
+            &s.token,
+        )
+        .await;
+    let said: Vec<&str> = transcript
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["speaker"] == "agent")
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert!(said.contains(&"The pumpkin ravioli is $25.00."), "{said:?}");
+}
