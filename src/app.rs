@@ -85,7 +85,7 @@ impl Application {
             .map_err(StartError::Models)?;
         let telephony = Telephony::new(&config, &public_url);
         let media = MediaState::from_config(&config).map_err(StartError::Llm)?;
-        let state = AppState::new(db, &config.limits, Arc::new(speech), telephony, media);
+        let state = AppState::new(db, &config, Arc::new(speech), telephony, media);
         let router = api::router(state.clone(), &config.limits);
         tracing::info!(
             %local_addr, %public_url, database = state.db.backend().as_str(),
@@ -136,6 +136,8 @@ impl Application {
                 Err(error) => tracing::error!(%error, "could not resume after-call work"),
             }
         });
+        // libphonenumber reads its metadata on first use (most of a second unoptimised).
+        tokio::task::spawn_blocking(|| crate::carrier::numbers::check("+61255501234"));
         if preload_models {
             let speech = Arc::clone(&state.speech);
             tokio::spawn(async move {
@@ -152,6 +154,7 @@ impl Application {
         .with_graceful_shutdown(shutdown);
         let maintenance = maintenance(state.clone());
         let knowledge = crate::knowledge::worker::run(state.knowledge.clone());
+        let dialler = state.dialler.clone().run();
         let outcome = tokio::select! {
             result = server => {
                 tracing::info!("http server stopped");
@@ -159,6 +162,7 @@ impl Application {
             }
             () = maintenance => Err(anyhow::anyhow!("maintenance worker exited")),
             () = knowledge => Err(anyhow::anyhow!("knowledge worker exited")),
+            () = dialler => Err(anyhow::anyhow!("dialler exited")),
         };
         // Media streams outlive the HTTP server's shutdown (they are upgraded connections): let
         // live calls finish before the pool closes under them.

@@ -53,6 +53,74 @@ pub struct Config {
     /// Twilio's REST API, for transferring calls: account SID and base URL.
     pub twilio_account_sid: Option<String>,
     pub twilio_api_url: String,
+    /// Which carrier provisions numbers and places outbound calls.
+    pub carrier: CarrierChoice,
+    pub sandbox: SandboxSettings,
+    pub dialler: DiallerSettings,
+}
+
+/// The carrier numbers and outbound calls go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CarrierChoice {
+    /// The embedded sandbox: numbers and calls on this machine, no network.
+    #[default]
+    Sandbox,
+    /// Twilio's REST API (needs the account SID and auth token).
+    Twilio,
+}
+
+/// How the sandbox carrier's simulated callees behave.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSettings {
+    /// The first rule whose `number` matches the dialled number decides the outcome; a number
+    /// ending in `*` matches as a prefix. No match: the callee answers.
+    pub rules: Vec<crate::carrier::sandbox::SandboxRule>,
+    /// How long a call rings before it is answered, or given up as no answer.
+    pub ring_ms: u64,
+    /// What an answering callee says, one utterance after each of the agent's turns.
+    pub callee_says: Vec<String>,
+    /// What an answering machine says.
+    pub voicemail_says: String,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            ring_ms: 2_000,
+            callee_says: vec!["No thanks, that's all, goodbye.".into()],
+            voicemail_says: "Hi, you've reached my voicemail. Please leave a message after the \
+                             tone."
+                .into(),
+        }
+    }
+}
+
+/// The outbound dialler.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiallerSettings {
+    /// How long a claimed target stays with its dialler without a heartbeat.
+    pub lease_secs: u64,
+    /// Calls one business may have ringing or connected at once, over all its campaigns.
+    pub tenant_concurrency: u32,
+    /// How long an outbound call rings before it counts as no answer.
+    pub ring_timeout_secs: u32,
+    /// The longest an outbound call may last before the dialler hangs up.
+    pub max_call_secs: u64,
+}
+
+impl Default for DiallerSettings {
+    fn default() -> Self {
+        Self {
+            lease_secs: 30,
+            tenant_concurrency: 10,
+            ring_timeout_secs: 30,
+            max_call_secs: 3_600,
+        }
+    }
 }
 
 /// An OpenAI-compatible chat-completions API.
@@ -133,6 +201,9 @@ impl Config {
             llm: None,
             twilio_account_sid: None,
             twilio_api_url: TWILIO_API_URL.to_owned(),
+            carrier: CarrierChoice::default(),
+            sandbox: SandboxSettings::default(),
+            dialler: DiallerSettings::default(),
         }
     }
 
@@ -202,6 +273,9 @@ struct FileConfig {
     llm_retries: Option<u32>,
     twilio_account_sid: Option<String>,
     twilio_api_url: Option<String>,
+    carrier: Option<CarrierChoice>,
+    sandbox: Option<SandboxSettings>,
+    dialler: Option<DiallerSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -323,6 +397,9 @@ impl Config {
                 .twilio_api_url
                 .map(|url| url.trim_end_matches('/').to_owned())
                 .unwrap_or(defaults.twilio_api_url),
+            carrier: file.carrier.unwrap_or(defaults.carrier),
+            sandbox: file.sandbox.unwrap_or(defaults.sandbox),
+            dialler: file.dialler.unwrap_or(defaults.dialler),
         };
         config.validate()?;
         Ok(config)
@@ -363,6 +440,20 @@ impl Config {
             return Err(invalid(
                 "llm_base_url",
                 "must be an http:// or https:// URL",
+            ));
+        }
+        if self.carrier == CarrierChoice::Twilio
+            && (self.twilio_account_sid.is_none() || self.twilio_auth_token.is_none())
+        {
+            return Err(invalid(
+                "carrier",
+                "twilio needs twilio_account_sid and twilio_auth_token",
+            ));
+        }
+        if self.dialler.lease_secs < 3 || self.dialler.tenant_concurrency == 0 {
+            return Err(invalid(
+                "dialler",
+                "lease_secs must be at least 3 and tenant_concurrency at least 1",
             ));
         }
         if self.db_max_connections == 0 {

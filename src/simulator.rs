@@ -237,7 +237,6 @@ impl SimCarrier {
 
 pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     let carrier = plan.carrier;
-    let format = carrier.format();
     let http = reqwest::Client::new();
     let http_err = |e: reqwest::Error| SimulatorError::Http(e.to_string());
     let base = plan.base_url.trim_end_matches('/');
@@ -264,9 +263,97 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     let stream_url = body["stream_url"].as_str().unwrap_or_default().to_owned();
     let token = body["token"].as_str().unwrap_or_default().to_owned();
 
+    let streamed = stream(StreamPlan {
+        call_id,
+        stream_url,
+        token,
+        utterances: std::iter::once(plan.caller).chain(plan.then).collect(),
+        listen_first: false,
+        pause: plan.pause,
+        speed: plan.speed,
+        quiet: plan.quiet,
+        carrier,
+    })
+    .await?;
+
+    // The call record is final once the engine has processed the hang-up.
+    let mut call = Value::Null;
+    for _ in 0..100 {
+        call = http
+            .get(format!("{base}/api/calls/{call_id}"))
+            .bearer_auth(&plan.api_token)
+            .send()
+            .await
+            .map_err(http_err)?
+            .json()
+            .await
+            .map_err(http_err)?;
+        if call["status"] == "completed" || call["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(CallReport {
+        call_id,
+        call,
+        agent_audio: streamed.agent_audio,
+        frames_sent: streamed.frames_sent,
+        frames_received: streamed.frames_received,
+        frames_undecodable: streamed.frames_undecodable,
+        marks: streamed.marks,
+        clears: streamed.clears,
+        agent_hung_up: streamed.agent_hung_up,
+    })
+}
+
+/// One media stream, as a carrier runs it once a call is connected.
+pub struct StreamPlan {
+    pub call_id: i64,
+    /// The media websocket and the stream token that admits it.
+    pub stream_url: String,
+    pub token: String,
+    /// What the far end says: the first from the start of the call (or, when there are more,
+    /// once the agent's greeting is over), each further one once the agent has answered the one
+    /// before and been quiet for `pause`.
+    pub utterances: Vec<wav::Audio>,
+    /// Listen to the agent's greeting before the first utterance even when there is only one
+    /// (a person who picks up; an answering machine starts at once).
+    pub listen_first: bool,
+    pub pause: Duration,
+    pub speed: f32,
+    pub quiet: Duration,
+    pub carrier: SimCarrier,
+}
+
+/// What the far end of a stream heard and did.
+#[derive(Debug)]
+pub struct StreamReport {
+    pub agent_audio: wav::Audio,
+    pub frames_sent: usize,
+    pub frames_received: usize,
+    pub frames_undecodable: usize,
+    pub marks: usize,
+    pub clears: usize,
+    /// The engine closed the stream.
+    pub agent_hung_up: bool,
+}
+
+/// Connects to a media stream and plays `plan`'s side of the call in real time (see the module
+/// documentation), until the far end has said everything and the agent has been quiet for
+/// `quiet`, or the engine hangs up.
+pub async fn stream(plan: StreamPlan) -> Result<StreamReport, SimulatorError> {
+    let StreamPlan {
+        call_id,
+        stream_url,
+        token,
+        carrier,
+        ..
+    } = &plan;
+    let (call_id, carrier) = (*call_id, *carrier);
+    let format = carrier.format();
     let mut encoder = LineEncoder::new(format)?;
-    let mut utterances = Vec::with_capacity(1 + plan.then.len());
-    for audio in std::iter::once(&plan.caller).chain(&plan.then) {
+    let mut utterances = Vec::with_capacity(plan.utterances.len());
+    for audio in &plan.utterances {
         let line = resample(&audio.samples, audio.sample_rate, format.sample_rate)
             .map_err(|e| SimulatorError::Resample(e.to_string()))?;
         let mut frames = Vec::with_capacity(line.len() / 160 + 1);
@@ -282,7 +369,7 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         .map_err(stream_err)?;
     let (tx, mut rx) = socket.split();
     let tx = Arc::new(Mutex::new(tx));
-    for message in carrier.opening(call_id, &token) {
+    for message in carrier.opening(call_id, token) {
         tx.lock().await.send(message).await.map_err(stream_err)?;
     }
 
@@ -355,7 +442,7 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     let silence = vec![0.0; format.sample_rate as usize / 50];
     let mut frame = Vec::with_capacity(1);
     // A conversation (several utterances) starts by listening to the greeting.
-    let conversation = utterances.len() > 1;
+    let conversation = utterances.len() > 1 || plan.listen_first;
     for (index, frames) in utterances.iter().enumerate() {
         if index > 0 || conversation {
             // Silence until the agent has started answering (or 10 s pass) and has then been
@@ -441,31 +528,12 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
 
-    // The call record is final once the engine has processed the hang-up.
-    let mut call = Value::Null;
-    for _ in 0..100 {
-        call = http
-            .get(format!("{base}/api/calls/{call_id}"))
-            .bearer_auth(&plan.api_token)
-            .send()
-            .await
-            .map_err(http_err)?
-            .json()
-            .await
-            .map_err(http_err)?;
-        if call["status"] == "completed" || call["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let got = received.lock().await;
     let agent_audio = wav::Audio {
         samples: got.audio.clone(),
         sample_rate: format.sample_rate,
     };
-    Ok(CallReport {
-        call_id,
-        call,
+    Ok(StreamReport {
         agent_audio,
         frames_sent,
         frames_received: got.frames,

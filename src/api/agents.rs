@@ -115,7 +115,7 @@ impl From<&AgentRow> for AgentSummary {
             voice: row.snapshot.voice.clone(),
             language: row.snapshot.language.clone(),
             current_version: row.current_version,
-            // Phone numbers arrive with the telephony issue; until then no agent has one.
+            // Filled from the numbers table by the handlers.
             has_number: false,
             status: row.status.clone(),
             created_at: row.created_at.clone(),
@@ -480,6 +480,12 @@ async fn view(state: &AppState, auth: &Auth, agent: AgentId) -> JsonResult<Agent
     let tenant = auth.tenant()?;
     let detail = service::detail(&state.db, tenant, agent).await?;
     let mut view = AgentView::from(detail);
+    let numbers = crate::store::telephony::agent_numbers(&state.db, tenant).await?;
+    view.number = numbers
+        .into_iter()
+        .find(|(a, _)| *a == agent.0)
+        .map(|(_, n)| n);
+    view.summary.has_number = view.number.is_some();
     // A deleted document is unlinked at once, whatever the snapshot recorded.
     let existing = documents(state, tenant).await?;
     view.settings
@@ -514,8 +520,18 @@ async fn documents(
     responses((status = 200, body = Vec<AgentSummary>), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
 )]
 async fn list_agents(State(state): State<AppState>, auth: Auth) -> JsonResult<Vec<AgentSummary>> {
-    let rows = store::list(&state.db, auth.tenant()?).await?;
-    Ok(Json(rows.iter().map(AgentSummary::from).collect()))
+    let tenant = auth.tenant()?;
+    let rows = store::list(&state.db, tenant).await?;
+    let numbers = crate::store::telephony::agent_numbers(&state.db, tenant).await?;
+    Ok(Json(
+        rows.iter()
+            .map(|row| {
+                let mut summary = AgentSummary::from(row);
+                summary.has_number = numbers.iter().any(|(a, _)| *a == row.id);
+                summary
+            })
+            .collect(),
+    ))
 }
 
 /// Creates an agent (version 1) and compiles its instructions.

@@ -1,9 +1,10 @@
 //! What every carrier's answer webhook shares: find the agent that answers, create the call and
 //! a stream token bound to it, and reply in the carrier's markup.
 //!
-//! Until phone numbers exist, the agent is named in the webhook URL configured at the carrier
-//! (`?agent_id=42`); a missing, unknown or deleted agent gets a spoken refusal, not an error, so
-//! the caller hears something.
+//! The agent is the one the dialled number (`To`) is assigned to (`POST
+//! /api/numbers/{id}/assign`), or the one the webhook URL names (`?agent_id=42`) for numbers
+//! bought outside the engine. An unassigned number, or an unknown or deleted agent, gets a
+//! spoken refusal and a hang-up, not an error, so the caller hears something.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -14,14 +15,22 @@ use crate::calls::{self, HandedOut, Parties};
 use crate::domain::AgentId;
 use crate::store::agents as agent_store;
 
-/// Creates the call for the agent named by `agent_id` (the webhook's query parameter), or
-/// `None` when no active agent has that id.
+/// Creates the call for the agent named by `agent_id` (the webhook's query parameter), else
+/// for the agent the dialled number is assigned to; `None` when there is no such active agent.
 pub async fn hand_out(
     state: &AppState,
     agent_id: Option<&str>,
     parties: Parties<'_>,
 ) -> Result<Option<HandedOut>, ApiError> {
-    let Some(agent) = agent_id.and_then(|v| v.parse::<i64>().ok()).map(AgentId) else {
+    let named = agent_id.and_then(|v| v.parse::<i64>().ok()).map(AgentId);
+    let assigned = match (named, parties.to_number) {
+        (None, Some(to)) => crate::store::telephony::number_by_e164(&state.db, to.trim())
+            .await?
+            .and_then(|n| n.agent_id)
+            .map(AgentId),
+        _ => None,
+    };
+    let Some(agent) = named.or(assigned) else {
         return Ok(None);
     };
     let Some((tenant, version)) = agent_store::owner(&state.db, agent).await? else {

@@ -262,7 +262,7 @@ pub struct PageMeta {
 }
 
 impl PageMeta {
-    fn new(page: i64, per_page: i64, total: i64) -> Self {
+    pub(crate) fn new(page: i64, per_page: i64, total: i64) -> Self {
         PageMeta {
             page,
             per_page,
@@ -279,7 +279,7 @@ pub struct CallPage {
 }
 
 /// `page` and `per_page` from a query, with their field errors.
-fn paging(query: Option<&str>, errors: &mut FieldErrors) -> (i64, i64) {
+pub(crate) fn paging(query: Option<&str>, errors: &mut FieldErrors) -> (i64, i64) {
     let mut number = |name: &str, default: i64, max: i64| match query_value(query, name) {
         None => default,
         Some(raw) => match raw.parse::<i64>() {

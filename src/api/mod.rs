@@ -9,9 +9,11 @@ pub mod agents;
 pub mod answer;
 pub mod auth;
 pub mod calls;
+pub mod campaigns;
 pub mod error;
 pub mod extract;
 pub mod knowledge;
+pub mod numbers;
 pub mod plivo;
 pub mod ratelimit;
 pub mod settings;
@@ -64,6 +66,8 @@ pub struct AppState {
     pub knowledge: crate::knowledge::KnowledgeBase,
     /// Largest knowledge document accepted, in bytes.
     pub upload_limit: usize,
+    /// The carrier and the outbound dialler.
+    pub dialler: crate::dialler::Dialler,
 }
 
 /// What call set-up needs: stream tokens, the live calls, the public address, carrier secrets.
@@ -123,14 +127,24 @@ impl Telephony {
 impl AppState {
     pub fn new(
         db: Db,
-        limits: &Limits,
+        config: &crate::config::Config,
         speech: Arc<SpeechModels>,
         telephony: Telephony,
         media: MediaState,
     ) -> Self {
+        let limits = &config.limits;
+        let carrier = crate::carrier::from_config(config, &db, &speech, &telephony.http);
+        let dialler = crate::dialler::Dialler::new(
+            db.clone(),
+            carrier,
+            Arc::clone(&telephony.tokens),
+            &telephony.public_url,
+            config.dialler.clone(),
+        );
         Self {
             knowledge: crate::knowledge::KnowledgeBase::new(db.clone(), Arc::clone(&speech)),
             upload_limit: limits.max_upload_bytes,
+            dialler,
             db,
             limiters: Arc::new(RateLimiters::new(limits)),
             speech,
@@ -158,6 +172,8 @@ impl AppState {
                 (name = "calls", description = "Calls and test calls, transcripts, recordings and bookings"),
                 (name = "settings", description = "The business's time zone and default turn engine"),
                 (name = "knowledge", description = "Documents agents answer from, and searching them"),
+                (name = "numbers", description = "Phone numbers: inventory, provisioning, assignment"),
+                (name = "campaigns", description = "Outbound campaigns and their dialler"),
         (name = "carrier", description = "Call set-up webhooks that carriers call"),
         (name = "system", description = "Health, readiness, metrics and this description"),
     )
@@ -250,6 +266,8 @@ fn resource_routes() -> OpenApiRouter<AppState> {
         .merge(calls::routes())
         .merge(settings::routes())
         .merge(knowledge::routes())
+        .merge(numbers::routes())
+        .merge(campaigns::routes())
 }
 
 /// Builds the whole HTTP application for `state`.

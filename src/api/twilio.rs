@@ -1,8 +1,9 @@
 //! Twilio call set-up: the voice webhook answers TwiML that connects the call to the engine's
 //! media websocket, carrying a stream token bound to the call, its tenant and its agent.
 //!
-//! Until phone numbers exist, the agent is named in the webhook URL configured at Twilio:
-//! `https://PUBLIC/carrier/twilio/voice?agent_id=42`. When a Twilio auth token is configured,
+//! The agent is the one the dialled number is assigned to, or the one the webhook URL names
+//! (`https://PUBLIC/carrier/twilio/voice?agent_id=42`). The status callback records the
+//! progress of the dialler's outbound calls. When a Twilio auth token is configured,
 //! `X-Twilio-Signature` (base64 HMAC-SHA1 over the full URL plus the POST parameters sorted by
 //! name, each name followed by its value) must match, or the request is refused with 403.
 
@@ -25,7 +26,75 @@ use crate::calls::Parties;
 use crate::domain::{Carrier, Direction};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(voice))
+    OpenApiRouter::new()
+        .routes(routes!(voice))
+        .routes(routes!(status))
+}
+
+/// Refuses a request whose `X-Twilio-Signature` does not match, when an auth token is set.
+fn check_signature(
+    state: &AppState,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<(), ApiError> {
+    let telephony = &state.telephony;
+    if let Some(auth_token) = &telephony.twilio_auth_token {
+        let url = format!(
+            "{}{}",
+            telephony.public_url,
+            uri.path_and_query().map_or("", |p| p.as_str())
+        );
+        let signature = headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !valid_signature(auth_token.expose_secret(), &url, params, signature) {
+            tracing::warn!(path = uri.path(), "twilio webhook with a bad signature");
+            return Err(ApiError::Forbidden("invalid X-Twilio-Signature".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Progress of an outbound call the dialler placed (Twilio's status callback: initiated,
+/// ringing, answered, completed, busy, no-answer, failed).
+#[utoipa::path(
+    post, path = "/carrier/twilio/status", tag = "carrier",
+    params(("call_id" = i64, Query, description = "The engine's call")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's status parameters (CallSid, CallStatus, AnsweredBy, CallDuration, …)"),
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 403, description = "X-Twilio-Signature missing or wrong (when an auth token is configured)", body = ErrorBody),
+        (status = 404, description = "No such outbound call", body = ErrorBody),
+    )
+)]
+async fn status(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let params = answer::form_params(&body, None)?;
+    check_signature(&state, &uri, &headers, &params)?;
+    let call = query_value(uri.query(), "call_id")
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or_else(|| ApiError::NotFound("no such outbound call".into()))?;
+    // Only calls the dialler placed, and only the Twilio call placed for them.
+    let record = crate::store::calls::get_unscoped(&state.db, crate::domain::CallId(call))
+        .await
+        .map_err(|_| ApiError::NotFound("no such outbound call".into()))?;
+    let sid = answer::param(&params, "CallSid");
+    if record.direction != "outbound"
+        || (record.carrier_call_id.is_some() && record.carrier_call_id.as_deref() != sid)
+    {
+        return Err(ApiError::NotFound("no such outbound call".into()));
+    }
+    let form: std::collections::HashMap<String, String> = params.into_iter().collect();
+    if let Some(progress) = crate::carrier::twilio::parse_status(&form) {
+        crate::calls::outbound::apply_progress(&state.db, call, progress).await?;
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// Whether `signature` is Twilio's signature of `url` and `params` under `auth_token`.
@@ -53,7 +122,7 @@ pub fn valid_signature(
 /// Answers an incoming Twilio call with TwiML that streams it to the agent.
 #[utoipa::path(
     post, path = "/carrier/twilio/voice", tag = "carrier",
-    params(("agent_id" = i64, Query, description = "The agent that answers (until numbers are assigned)")),
+    params(("agent_id" = Option<i64>, Query, description = "The agent that answers; without it, the agent the dialled number (To) is assigned to")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's call parameters (CallSid, From, To, …)"),
     responses(
         (status = 200, description = "TwiML: <Connect><Stream> with the stream token, or a spoken refusal when no agent answers", content_type = "text/xml"),
@@ -67,22 +136,8 @@ async fn voice(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = answer::form_params(&body, None)?;
+    check_signature(&state, &uri, &headers, &params)?;
     let telephony = &state.telephony;
-    if let Some(auth_token) = &telephony.twilio_auth_token {
-        let url = format!(
-            "{}{}",
-            telephony.public_url,
-            uri.path_and_query().map_or("", |p| p.as_str())
-        );
-        let signature = headers
-            .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !valid_signature(auth_token.expose_secret(), &url, &params, signature) {
-            tracing::warn!("twilio voice webhook with a bad signature");
-            return Err(ApiError::Forbidden("invalid X-Twilio-Signature".into()));
-        }
-    }
     let param = |name| answer::param(&params, name);
     let parties = Parties {
         direction: Direction::Inbound,

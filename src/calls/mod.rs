@@ -2,6 +2,7 @@
 //! lifecycle over the store.
 
 pub mod aftercall;
+pub mod outbound;
 pub mod recording;
 pub mod registry;
 pub mod token;

@@ -11,6 +11,7 @@ pub mod bookings;
 pub mod calls;
 pub mod knowledge;
 pub mod outbox;
+pub mod telephony;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -13,4 +13,5 @@ mod knowledge;
 mod llm_server;
 mod media;
 mod system;
+mod telephony;
 mod tenants;

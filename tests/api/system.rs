@@ -204,13 +204,8 @@ async fn the_router_serves_in_process_without_a_socket() {
     .unwrap();
     let telephony = callgenius::api::Telephony::new(&config, "http://localhost");
     let media = callgenius::media::MediaState::from_config(&config).unwrap();
-    let state = callgenius::api::AppState::new(
-        db,
-        &config.limits,
-        std::sync::Arc::new(speech),
-        telephony,
-        media,
-    );
+    let state =
+        callgenius::api::AppState::new(db, &config, std::sync::Arc::new(speech), telephony, media);
     let router = callgenius::api::router(state, &config.limits);
 
     let register = Request::post("/api/auth/register")
