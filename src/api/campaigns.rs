@@ -170,7 +170,7 @@ mod docs {
         pub from_number: Option<String>,
         /// Calls at once, 1 to 50 (default 2).
         pub max_concurrency: Option<i64>,
-        /// New calls a minute, 1 to 600 (default 30).
+        /// New calls a minute, 1 to 6000 (default 30).
         pub calls_per_minute: Option<i64>,
         /// When calls may start; default any time.
         pub calling_hours: Option<Hours>,
@@ -325,7 +325,7 @@ async fn create_campaign(
             .unwrap_or(default)
     };
     let max_concurrency = int("max_concurrency", 1, 50, 2);
-    let calls_per_minute = int("calls_per_minute", 1, 600, 30);
+    let calls_per_minute = int("calls_per_minute", 1, 6_000, 30);
     let max_attempts = int("max_attempts", 1, 10, 3);
     let retry_delay_minutes = int("retry_delay_minutes", 0, 1440, 30);
     let settings = crate::store::accounts::tenant_settings(&state.db, tenant).await?;

@@ -860,3 +860,329 @@ async fn two_engine_processes_share_a_campaign_without_dialling_anyone_twice() {
     );
     drop((a, b));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Twilio
+
+/// A local server speaking Twilio's REST API for numbers and calls, and acting as Twilio on the
+/// calls it is asked to place: it posts signed status callbacks, and for an answered call opens
+/// the media stream the call's TwiML names and speaks into it.
+mod fake_twilio {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::{delete, get, post};
+    use base64::Engine as _;
+    use hmac::{Hmac, KeyInit, Mac};
+    use serde_json::json;
+
+    pub const ACCOUNT: &str = "ACtest0123456789";
+    pub const TOKEN: &str = "twilio-auth-token";
+
+    /// One request: method, path, Authorization header, form or query pairs.
+    pub type Request = (String, String, String, Vec<(String, String)>);
+
+    #[derive(Default)]
+    pub struct Twilio {
+        pub requests: Mutex<Vec<Request>>,
+    }
+
+    /// Twilio's request signature: base64 HMAC-SHA1 of the URL and the sorted parameters.
+    pub fn sign(url: &str, params: &[(&str, String)]) -> String {
+        let mut sorted: Vec<&(&str, String)> = params.iter().collect();
+        sorted.sort();
+        let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(TOKEN.as_bytes()).unwrap();
+        mac.update(url.as_bytes());
+        for (k, v) in sorted {
+            mac.update(k.as_bytes());
+            mac.update(v.as_bytes());
+        }
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Posts a status callback as Twilio does.
+    pub async fn callback(url: &str, sid: &str, status: &str, extra: &[(&str, &str)]) -> u16 {
+        let mut params = vec![
+            ("CallSid", sid.to_owned()),
+            ("AccountSid", ACCOUNT.to_owned()),
+            ("CallStatus", status.to_owned()),
+        ];
+        params.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        reqwest::Client::new()
+            .post(url)
+            .header("X-Twilio-Signature", sign(url, &params))
+            .form(&params)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn record(
+        t: &Twilio,
+        method: &str,
+        path: String,
+        headers: &HeaderMap,
+        pairs: Vec<(String, String)>,
+    ) {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        t.requests
+            .lock()
+            .unwrap()
+            .push((method.into(), path, auth, pairs));
+    }
+
+    fn attr(twiml: &str, name: &str) -> String {
+        let start = twiml.find(name).unwrap() + name.len();
+        let rest = &twiml[start..];
+        rest[..rest.find('"').unwrap()].replace("&amp;", "&")
+    }
+
+    async fn calls(
+        State(t): State<Arc<Twilio>>,
+        Path(account): Path<String>,
+        headers: HeaderMap,
+        body: String,
+    ) -> impl IntoResponse {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap();
+        record(
+            &t,
+            "POST",
+            format!("/Accounts/{account}/Calls.json"),
+            &headers,
+            pairs.clone(),
+        );
+        let field = |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let sid = format!("CAfake{}", t.requests.lock().unwrap().len());
+        let (to, callback, twiml) = (field("To"), field("StatusCallback"), field("Twiml"));
+        let call_sid = sid.clone();
+        tokio::spawn(async move {
+            callback_then(&callback, &call_sid, &to, &twiml).await;
+        });
+        (
+            StatusCode::CREATED,
+            axum::Json(json!({ "sid": sid, "status": "queued" })),
+        )
+    }
+
+    /// What the callee of `to` does: `…800` is busy, anyone else answers and says goodbye.
+    async fn callback_then(url: &str, sid: &str, to: &str, twiml: &str) {
+        callback(url, sid, "ringing", &[]).await;
+        if to.ends_with("800") {
+            callback(url, sid, "busy", &[]).await;
+            return;
+        }
+        callback(url, sid, "in-progress", &[("AnsweredBy", "human")]).await;
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/conversations");
+        let goodbye = callgenius::pipeline::wav::read(&dir.join("menu-joe-2.wav")).unwrap();
+        let call_id: i64 = attr(twiml, "name=\"call_id\" value=\"").parse().unwrap();
+        callgenius::simulator::stream(callgenius::simulator::StreamPlan {
+            call_id,
+            stream_url: attr(twiml, "Stream url=\""),
+            token: attr(twiml, "name=\"token\" value=\""),
+            utterances: vec![goodbye],
+            listen_first: true,
+            pause: std::time::Duration::from_millis(600),
+            speed: 1.0,
+            quiet: std::time::Duration::from_millis(1500),
+            carrier: callgenius::simulator::SimCarrier::Twilio,
+        })
+        .await
+        .unwrap();
+        callback(url, sid, "completed", &[("CallDuration", "12")]).await;
+    }
+
+    pub async fn start() -> (String, Arc<Twilio>) {
+        let twilio = Arc::new(Twilio::default());
+        let app = Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account}/AvailablePhoneNumbers/{country}/{kind}",
+                get(|State(t): State<Arc<Twilio>>, Path((account, country, kind)): Path<(String, String, String)>,
+                     headers: HeaderMap, axum::extract::RawQuery(q): axum::extract::RawQuery| async move {
+                    let pairs = serde_urlencoded::from_str(&q.unwrap_or_default()).unwrap();
+                    record(&t, "GET", format!("/Accounts/{account}/AvailablePhoneNumbers/{country}/{kind}"), &headers, pairs);
+                    axum::Json(json!({ "available_phone_numbers": [
+                        { "friendly_name": "(02) 5550 4321", "phone_number": "+61255504321", "iso_country": "AU" },
+                    ] }))
+                }),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json",
+                post(|State(t): State<Arc<Twilio>>, Path(account): Path<String>, headers: HeaderMap, body: String| async move {
+                    record(&t, "POST", format!("/Accounts/{account}/IncomingPhoneNumbers.json"), &headers, serde_urlencoded::from_str(&body).unwrap());
+                    (StatusCode::CREATED, axum::Json(json!({ "sid": "PNfake1", "phone_number": "+61255504321" })))
+                }),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account}/IncomingPhoneNumbers/{sid}",
+                delete(|State(t): State<Arc<Twilio>>, Path((account, sid)): Path<(String, String)>, headers: HeaderMap| async move {
+                    record(&t, "DELETE", format!("/Accounts/{account}/IncomingPhoneNumbers/{sid}"), &headers, Vec::new());
+                    StatusCode::NO_CONTENT
+                }),
+            )
+            .route("/2010-04-01/Accounts/{account}/Calls.json", post(calls))
+            .with_state(twilio.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (base, twilio)
+    }
+}
+
+#[tokio::test]
+async fn through_twilio_numbers_are_bought_and_campaign_calls_placed_and_tracked() {
+    let (twilio_url, twilio) = fake_twilio::start().await;
+    let app = spawn_app_with(move |c| {
+        c.limits.requests_per_minute = 100_000;
+        c.carrier = callgenius::config::CarrierChoice::Twilio;
+        c.twilio_account_sid = Some(fake_twilio::ACCOUNT.into());
+        c.twilio_auth_token = Some(fake_twilio::TOKEN.to_owned().into());
+        c.twilio_api_url = twilio_url;
+    })
+    .await;
+    let s = app.register("owner@clinic.example", "Clinic").await;
+    let agent = app.create_agent(&s.token, "Outreach").await;
+    let offer = app
+        .get(
+            "/api/numbers/available?country=AU&area_code=2&limit=5",
+            &s.token,
+        )
+        .await;
+    assert_eq!(
+        offer.body[0]["phone_number"], "+61255504321",
+        "{}",
+        offer.body
+    );
+    let r = app
+        .post(
+            "/api/numbers",
+            &s.token,
+            json!({ "phone_number": "+61255504321", "country": "AU" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["carrier"], "twilio");
+    let number_id = r.body["id"].as_i64().unwrap();
+    app.post(
+        &format!("/api/numbers/{number_id}/assign"),
+        &s.token,
+        json!({ "agent_id": agent }),
+    )
+    .await;
+
+    let r = app
+        .post(
+            "/api/campaigns",
+            &s.token,
+            json!({ "name": "Via Twilio", "agent_id": agent, "max_attempts": 1,
+                    "targets": [{ "phone_number": "+61491570800" }, { "phone_number": "+61491570801" }] }),
+        )
+        .await;
+    let id = r.body["id"].as_i64().unwrap();
+    app.post(&format!("/api/campaigns/{id}/start"), &s.token, json!({}))
+        .await;
+    let done = wait_for(&app, &s.token, id, "completed", Duration::from_secs(90)).await;
+    assert_eq!(done["stats"]["busy"], 1, "{done}");
+    assert_eq!(done["stats"]["completed"], 1, "{done}");
+    let targets = outcomes(&app, &s.token, id).await;
+    let answered = targets["+61491570801"].1[0]["call_id"].as_i64().unwrap();
+    let transcript = app
+        .get(&format!("/api/calls/{answered}/transcript"), &s.token)
+        .await;
+    let lines = transcript.body.as_array().unwrap();
+    assert!(lines.iter().any(|l| l["speaker"] == "caller"), "{lines:?}");
+
+    // What Twilio was asked, exactly.
+    let requests = twilio.requests.lock().unwrap().clone();
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", fake_twilio::ACCOUNT, fake_twilio::TOKEN)
+        )
+    );
+    assert!(
+        requests.iter().all(|(_, _, a, _)| *a == auth),
+        "basic auth on every request"
+    );
+    let (_, path, _, form) = requests
+        .iter()
+        .find(|(m, p, _, _)| m == "POST" && p.ends_with("IncomingPhoneNumbers.json"))
+        .unwrap();
+    assert!(path.contains(fake_twilio::ACCOUNT));
+    assert!(form.contains(&("PhoneNumber".into(), "+61255504321".into())));
+    assert!(form.contains(&(
+        "VoiceUrl".into(),
+        format!("{}/carrier/twilio/voice", app.base)
+    )));
+    let dials: Vec<&Vec<(String, String)>> = requests
+        .iter()
+        .filter(|(_, p, _, _)| p.ends_with("/Calls.json"))
+        .map(|(_, _, _, f)| f)
+        .collect();
+    assert_eq!(dials.len(), 2);
+    for form in dials {
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("From"), Some("+61255504321"));
+        assert!(get("Twiml").unwrap().contains("/media/twilio"));
+        assert!(
+            get("StatusCallback")
+                .unwrap()
+                .starts_with(&format!("{}/carrier/twilio/status?call_id=", app.base))
+        );
+        let events: Vec<&str> = form
+            .iter()
+            .filter(|(n, _)| n == "StatusCallbackEvent")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(events, ["initiated", "ringing", "answered", "completed"]);
+        assert_eq!(get("MachineDetection"), Some("Enable"));
+    }
+
+    // Status callbacks are signed: a forged one is refused, as is one for a call Twilio never
+    // placed for us.
+    let url = format!("{}/carrier/twilio/status?call_id={answered}", app.base);
+    let forged = app
+        .client
+        .post(&url)
+        .header("X-Twilio-Signature", "Zm9yZ2Vk")
+        .form(&[("CallSid", "CAx"), ("CallStatus", "busy")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        fake_twilio::callback(&url, "CAother", "busy", &[]).await,
+        404
+    );
+    let call = app.get(&format!("/api/calls/{answered}"), &s.token).await;
+    assert_eq!(call.body["status"], "completed");
+
+    let r = app
+        .delete(&format!("/api/numbers/{number_id}"), &s.token)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(
+        twilio
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, p, _, _)| m == "DELETE" && p.ends_with("IncomingPhoneNumbers/PNfake1.json"))
+    );
+}
