@@ -66,7 +66,7 @@ fn check_signature(
     responses(
         (status = 204, description = "Recorded"),
         (status = 403, description = "X-Twilio-Signature missing or wrong (when an auth token is configured)", body = ErrorBody),
-        (status = 404, description = "No such outbound call", body = ErrorBody),
+        (status = 404, description = "No such outbound call, or no Twilio auth token configured", body = ErrorBody),
     )
 )]
 async fn status(
@@ -75,6 +75,13 @@ async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::http::StatusCode, ApiError> {
+    // Progress changes outbound calls' state: only signed callbacks count, so without an auth
+    // token (the sandbox carrier places no Twilio calls) there is nothing to report to.
+    if state.telephony.twilio_auth_token.is_none() {
+        return Err(ApiError::NotFound(
+            "Twilio status callbacks need TWILIO_AUTH_TOKEN".into(),
+        ));
+    }
     let params = answer::form_params(&body, None)?;
     check_signature(&state, &uri, &headers, &params)?;
     let call = query_value(uri.query(), "call_id")

@@ -730,12 +730,30 @@ pub async fn finish_attempt(
     outcome: Outcome,
 ) -> StoreResult<bool> {
     let mut tx = db.begin_write().await?;
-    let done = finish_in(&mut tx, target, attempt, outcome).await?;
+    let done = finish_in(&mut tx, db.backend(), target, attempt, outcome).await?;
     tx.commit().await?;
     Ok(done)
 }
 
-async fn finish_in(tx: &mut Tx, target: i64, attempt: i64, outcome: Outcome) -> StoreResult<bool> {
+async fn finish_in(
+    tx: &mut Tx,
+    backend: Backend,
+    target: i64,
+    attempt: i64,
+    outcome: Outcome,
+) -> StoreResult<bool> {
+    // Finishes of one campaign's attempts are serialised on its row: two processes closing the
+    // last two attempts at once would otherwise each still see the other's target open, and
+    // neither would complete the campaign. (SQLite's writers are serialised already.)
+    if backend == Backend::Postgres {
+        sqlx::query(
+            "SELECT c.id FROM campaigns c JOIN campaign_targets t ON t.campaign_id = c.id \
+             WHERE t.id = $1 FOR UPDATE OF c",
+        )
+        .bind(target)
+        .fetch_optional(&mut **tx)
+        .await?;
+    }
     let stamp = now();
     let closed = sqlx::query(
         "UPDATE campaign_attempts SET outcome = $1, ended_at = $2 \
@@ -890,7 +908,7 @@ pub async fn reclaim(db: &Db) -> StoreResult<usize> {
             .execute(&mut *tx)
             .await?;
         }
-        if finish_in(&mut tx, target, attempt, outcome).await? {
+        if finish_in(&mut tx, db.backend(), target, attempt, outcome).await? {
             closed += 1;
         }
         tx.commit().await?;

@@ -260,6 +260,16 @@ async fn numbers_are_searched_validated_provisioned_assigned_and_released() {
     );
     assert!(!twiml.contains("<Stream"), "{twiml}");
 
+    // Without a Twilio auth token nothing can report outbound progress.
+    let status = app
+        .client
+        .post(format!("{}/carrier/twilio/status?call_id=1", app.base))
+        .form(&[("CallSid", "CA1"), ("CallStatus", "busy")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), StatusCode::NOT_FOUND);
+
     let r = app.delete(&format!("/api/numbers/{id}"), &s.token).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get("/api/numbers", &s.token).await.body, json!([]));
