@@ -768,8 +768,8 @@ async fn finish_in(
     if closed.rows_affected() == 0 {
         return Ok(false);
     }
-    let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT c.id, c.tenant_id, c.max_attempts, c.retry_delay_minutes \
+    let row: Option<(i64, i64, i64, i64, String)> = sqlx::query_as(
+        "SELECT c.id, c.tenant_id, c.max_attempts, c.retry_delay_minutes, c.status \
          FROM campaign_targets t JOIN campaigns c ON c.id = t.campaign_id \
          WHERE t.id = $1 AND t.status = 'dialling' AND t.attempts = $2",
     )
@@ -777,10 +777,11 @@ async fn finish_in(
     .bind(attempt)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((campaign, tenant, max_attempts, delay)) = row else {
+    let Some((campaign, tenant, max_attempts, delay, status)) = row else {
         return Ok(true);
     };
-    if outcome.retryable() && attempt < max_attempts {
+    // A cancelled campaign tries no one again.
+    if outcome.retryable() && attempt < max_attempts && status != "cancelled" {
         let due = at(Utc::now() + Duration::minutes(delay));
         sqlx::query(
             "UPDATE campaign_targets SET status = 'pending', next_attempt_at = $1, \

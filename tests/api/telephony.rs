@@ -661,6 +661,55 @@ async fn pausing_stops_new_dials_at_once_and_starting_resumes_without_repeats() 
     assert_each_attempt_dialled_once(&dials(data_dir.path()), &targets);
 }
 
+/// Cancelling stops everything: pending targets are cancelled, the calls ringing finish and
+/// are not tried again.
+#[tokio::test]
+async fn cancelling_mid_run_lets_ringing_calls_finish_and_tries_no_one_again() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().to_owned();
+    let app = spawn_app_with(move |c| {
+        c.limits.requests_per_minute = 100_000;
+        c.data_dir = dir;
+        c.sandbox.ring_ms = 1_500;
+        c.sandbox.rules = vec![rule("+61491*", SandboxOutcome::NoAnswer)];
+    })
+    .await;
+    let (s, agent, _) = business_with_number(&app, "owner@clinic.example").await;
+    let targets: Vec<Value> = (0..6)
+        .map(|i| json!({ "phone_number": format!("+614915708{i:02}") }))
+        .collect();
+    let r = app
+        .post(
+            "/api/campaigns",
+            &s.token,
+            json!({ "name": "Cancelled", "agent_id": agent, "targets": targets,
+                    "max_concurrency": 2, "max_attempts": 3, "retry_delay_minutes": 0 }),
+        )
+        .await;
+    let id = r.body["id"].as_i64().unwrap();
+    app.post(&format!("/api/campaigns/{id}/start"), &s.token, json!({}))
+        .await;
+    let until = Instant::now() + Duration::from_secs(30);
+    while dials(data_dir.path()).len() < 2 {
+        assert!(Instant::now() < until, "never dialled two");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = app
+        .post(&format!("/api/campaigns/{id}/cancel"), &s.token, json!({}))
+        .await;
+    assert_eq!(r.body["status"], "cancelled");
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let r = app.get(&format!("/api/campaigns/{id}"), &s.token).await;
+    let stats = &r.body["stats"];
+    assert_eq!(r.body["status"], "cancelled");
+    assert_eq!(stats["pending"], 0, "{stats}");
+    assert_eq!(stats["in_progress"], 0, "{stats}");
+    let dialled = dials(data_dir.path()).len() as i64;
+    assert_eq!(stats["attempts"], dialled, "{stats}");
+    assert_eq!(stats["no_answer"], dialled, "{stats}");
+    assert_eq!(stats["cancelled"].as_i64().unwrap(), 6 - dialled, "{stats}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Engine processes
 
