@@ -468,6 +468,44 @@ fn assert_each_attempt_dialled_once(
     }
 }
 
+/// An engine on the sandbox carrier with these callee rules, its data directory (where the dial
+/// log is) kept for the test, and a business with a numbered agent: (app, data dir, session,
+/// agent).
+async fn sandbox(
+    ring_ms: u64,
+    rules: Vec<SandboxRule>,
+) -> (TestApp, tempfile::TempDir, Session, i64) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().to_owned();
+    let app = spawn_app_with(move |c| {
+        // The tests poll campaigns for minutes.
+        c.limits.requests_per_minute = 100_000;
+        c.data_dir = dir;
+        c.sandbox.ring_ms = ring_ms;
+        c.sandbox.rules = rules;
+    })
+    .await;
+    let (s, agent, _) = business_with_number(&app, "owner@clinic.example").await;
+    (app, data_dir, s, agent)
+}
+
+/// Creates a campaign of `agent` calling `targets` with `settings` added; returns its id.
+async fn campaign(
+    app: &TestApp,
+    s: &Session,
+    agent: i64,
+    targets: Vec<Value>,
+    settings: Value,
+) -> i64 {
+    let mut body = json!({ "name": "Campaign", "agent_id": agent, "targets": targets });
+    for (k, v) in settings.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let r = app.post("/api/campaigns", &s.token, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_i64().unwrap()
+}
+
 /// Twenty targets on the sandbox: four people answer and talk with the agent, two answering
 /// machines, seven always busy, seven never answer; busy and no-answer are tried twice.
 #[tokio::test]
@@ -597,29 +635,19 @@ async fn a_twenty_target_campaign_completes_with_exact_stats_calls_and_one_event
 /// No call is answered; each rings for a second and a half, two at a time.
 #[tokio::test]
 async fn pausing_stops_new_dials_at_once_and_starting_resumes_without_repeats() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let dir = data_dir.path().to_owned();
-    let app = spawn_app_with(move |c| {
-        // The test polls the campaign for minutes.
-        c.limits.requests_per_minute = 100_000;
-        c.data_dir = dir;
-        c.sandbox.ring_ms = 1_500;
-        c.sandbox.rules = vec![rule("+61491*", SandboxOutcome::NoAnswer)];
-    })
-    .await;
-    let (s, agent, _) = business_with_number(&app, "owner@clinic.example").await;
+    let (app, data_dir, s, agent) =
+        sandbox(1_500, vec![rule("+61491*", SandboxOutcome::NoAnswer)]).await;
     let targets: Vec<Value> = (0..10)
         .map(|i| json!({ "phone_number": format!("+614915705{i:02}") }))
         .collect();
-    let r = app
-        .post(
-            "/api/campaigns",
-            &s.token,
-            json!({ "name": "Paused", "agent_id": agent, "targets": targets,
-                    "max_concurrency": 2, "max_attempts": 1 }),
-        )
-        .await;
-    let id = r.body["id"].as_i64().unwrap();
+    let id = campaign(
+        &app,
+        &s,
+        agent,
+        targets,
+        json!({ "max_concurrency": 2, "max_attempts": 1 }),
+    )
+    .await;
     app.post(&format!("/api/campaigns/{id}/start"), &s.token, json!({}))
         .await;
     // Pause once the third dial is under way.
@@ -665,28 +693,19 @@ async fn pausing_stops_new_dials_at_once_and_starting_resumes_without_repeats() 
 /// are not tried again.
 #[tokio::test]
 async fn cancelling_mid_run_lets_ringing_calls_finish_and_tries_no_one_again() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let dir = data_dir.path().to_owned();
-    let app = spawn_app_with(move |c| {
-        c.limits.requests_per_minute = 100_000;
-        c.data_dir = dir;
-        c.sandbox.ring_ms = 1_500;
-        c.sandbox.rules = vec![rule("+61491*", SandboxOutcome::NoAnswer)];
-    })
-    .await;
-    let (s, agent, _) = business_with_number(&app, "owner@clinic.example").await;
+    let (app, data_dir, s, agent) =
+        sandbox(1_500, vec![rule("+61491*", SandboxOutcome::NoAnswer)]).await;
     let targets: Vec<Value> = (0..6)
         .map(|i| json!({ "phone_number": format!("+614915708{i:02}") }))
         .collect();
-    let r = app
-        .post(
-            "/api/campaigns",
-            &s.token,
-            json!({ "name": "Cancelled", "agent_id": agent, "targets": targets,
-                    "max_concurrency": 2, "max_attempts": 3, "retry_delay_minutes": 0 }),
-        )
-        .await;
-    let id = r.body["id"].as_i64().unwrap();
+    let id = campaign(
+        &app,
+        &s,
+        agent,
+        targets,
+        json!({ "max_concurrency": 2, "max_attempts": 3, "retry_delay_minutes": 0 }),
+    )
+    .await;
     app.post(&format!("/api/campaigns/{id}/start"), &s.token, json!({}))
         .await;
     let until = Instant::now() + Duration::from_secs(30);
