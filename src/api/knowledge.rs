@@ -103,9 +103,7 @@ mod docs {
 async fn links(state: &AppState, tenant: TenantId) -> Result<BTreeMap<i64, Vec<i64>>, ApiError> {
     let mut by_document: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for (agent, knowledge) in store::agent_links(&state.db, tenant).await? {
-        let links: Vec<crate::agent::KnowledgeLink> =
-            serde_json::from_str(&knowledge).unwrap_or_default();
-        for link in links {
+        for link in crate::store::agents::knowledge_links(&knowledge)? {
             by_document.entry(link.id).or_default().push(agent);
         }
     }

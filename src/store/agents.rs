@@ -95,8 +95,7 @@ impl SnapshotColumns {
     }
 
     pub fn knowledge_links(&self) -> StoreResult<Vec<KnowledgeLink>> {
-        serde_json::from_str(&self.knowledge)
-            .map_err(|_| StoreError::Corrupt("agent version knowledge links".into()))
+        knowledge_links(&self.knowledge)
     }
 
     pub fn tool_names(&self) -> Vec<String> {
@@ -107,6 +106,12 @@ impl SnapshotColumns {
             .map(str::to_owned)
             .collect()
     }
+}
+
+/// The linked documents a version's `knowledge` column records.
+pub fn knowledge_links(json: &str) -> StoreResult<Vec<KnowledgeLink>> {
+    serde_json::from_str(json)
+        .map_err(|_| StoreError::Corrupt("agent version knowledge links".into()))
 }
 
 /// `SELECT` of an agent joined with its current version; append the `WHERE` clause.

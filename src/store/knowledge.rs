@@ -129,19 +129,6 @@ pub async fn list(db: &Db, tenant: TenantId) -> StoreResult<Vec<DocumentRow>> {
     Ok(rows)
 }
 
-/// The tenant's documents among `ids` (id and file name), in id order; unknown ids are left out.
-pub async fn existing(db: &Db, tenant: TenantId, ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = list(db, tenant).await?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| ids.contains(&r.id))
-        .map(|r| (r.id, r.filename))
-        .collect())
-}
-
 /// The ids of the tenant's documents, inside a transaction.
 pub async fn ids_in(tx: &mut super::Tx, tenant: TenantId) -> StoreResult<Vec<i64>> {
     let ids = sqlx::query_scalar("SELECT id FROM knowledge_documents WHERE tenant_id = $1")

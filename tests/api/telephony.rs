@@ -447,6 +447,15 @@ fn dials(data_dir: &Path) -> Vec<i64> {
         .collect()
 }
 
+/// Waits until the sandbox has dialled `n` calls (up to 30 s).
+async fn wait_for_dials(data_dir: &Path, n: usize) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while dials(data_dir).len() < n {
+        assert!(Instant::now() < until, "never dialled {n}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// No call dialled twice, and every attempt's call dialled exactly once.
 fn assert_each_attempt_dialled_once(
     dialled: &[i64],
@@ -651,11 +660,7 @@ async fn pausing_stops_new_dials_at_once_and_starting_resumes_without_repeats() 
     app.post(&format!("/api/campaigns/{id}/start"), &s.token, json!({}))
         .await;
     // Pause once the third dial is under way.
-    let until = Instant::now() + Duration::from_secs(30);
-    while dials(data_dir.path()).len() < 3 {
-        assert!(Instant::now() < until, "never dialled three");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_dials(data_dir.path(), 3).await;
     let r = app
         .post(&format!("/api/campaigns/{id}/pause"), &s.token, json!({}))
         .await;
@@ -708,11 +713,7 @@ async fn cancelling_mid_run_lets_ringing_calls_finish_and_tries_no_one_again() {
     .await;
     app.post(&format!("/api/campaigns/{id}/start"), &s.token, json!({}))
         .await;
-    let until = Instant::now() + Duration::from_secs(30);
-    while dials(data_dir.path()).len() < 2 {
-        assert!(Instant::now() < until, "never dialled two");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_dials(data_dir.path(), 2).await;
     let r = app
         .post(&format!("/api/campaigns/{id}/cancel"), &s.token, json!({}))
         .await;
