@@ -55,7 +55,7 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(mut config: Config) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -74,6 +74,8 @@ impl Application {
             addr: config.addr,
             source,
         })?;
+        // From here on the configuration names the address actually bound (port 0 resolved).
+        config.addr = local_addr;
         let public_url = config
             .public_url
             .clone()
@@ -155,6 +157,7 @@ impl Application {
         let maintenance = maintenance(state.clone());
         let knowledge = crate::knowledge::worker::run(state.knowledge.clone());
         let dialler = state.dialler.clone().run();
+        let webhooks = crate::events::run(state.webhooks.clone());
         let outcome = tokio::select! {
             result = server => {
                 tracing::info!("http server stopped");
@@ -163,7 +166,9 @@ impl Application {
             () = maintenance => Err(anyhow::anyhow!("maintenance worker exited")),
             () = knowledge => Err(anyhow::anyhow!("knowledge worker exited")),
             () = dialler => Err(anyhow::anyhow!("dialler exited")),
+            () = webhooks => Err(anyhow::anyhow!("webhook worker exited")),
         };
+        crate::events::worker::release(&state.webhooks).await;
         // Media streams outlive the HTTP server's shutdown (they are upgraded connections): let
         // live calls finish before the pool closes under them.
         let live = state.telephony.live.count();

@@ -115,6 +115,9 @@ pub struct ServeArgs {
     /// Login and register attempts a minute allowed per client address.
     #[arg(long, env = "CALLGENIUS_AUTH_RATE_LIMIT_PER_MINUTE")]
     pub auth_rate_limit_per_minute: Option<u32>,
+    /// Requests a minute allowed per token to the webhook management routes.
+    #[arg(long, env = "CALLGENIUS_WEBHOOK_RATE_LIMIT_PER_MINUTE")]
+    pub webhook_rate_limit_per_minute: Option<u32>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "CALLGENIUS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -161,6 +164,7 @@ impl ServeArgs {
             public_url: self.public_url,
             requests_per_minute: self.rate_limit_per_minute,
             auth_requests_per_minute: self.auth_rate_limit_per_minute,
+            webhook_requests_per_minute: self.webhook_rate_limit_per_minute,
             max_body_bytes: self.max_body_bytes,
             max_upload_bytes: self.max_upload_bytes,
             // An absent flag leaves the config file's setting in force.

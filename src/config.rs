@@ -57,6 +57,7 @@ pub struct Config {
     pub carrier: CarrierChoice,
     pub sandbox: SandboxSettings,
     pub dialler: DiallerSettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// The carrier numbers and outbound calls go through.
@@ -137,6 +138,38 @@ pub struct LlmSettings {
 
 /// Twilio's REST API base.
 pub const TWILIO_API_URL: &str = "https://api.twilio.com";
+/// Webhook delivery.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// How long a receiver has to answer one delivery.
+    pub timeout_ms: u64,
+    /// The first retry's delay; each further one doubles it, up to `retry_max_ms`, with jitter.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// How long an event is retried before its delivery is given up (at least 24).
+    pub retry_hours: u64,
+    /// How long a claimed delivery stays with its worker (longer than the timeout).
+    pub lease_secs: u64,
+    /// Deliveries a worker sends at once.
+    pub batch: u32,
+    /// How often an idle worker looks for due deliveries.
+    pub poll_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 10_000,
+            retry_base_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            retry_hours: 72,
+            lease_secs: 60,
+            batch: 32,
+            poll_ms: 500,
+        }
+    }
+}
 
 /// Request limits enforced by the API.
 #[derive(Debug, Clone)]
@@ -145,6 +178,9 @@ pub struct Limits {
     pub requests_per_minute: u32,
     /// Login and register attempts a minute per client address.
     pub auth_requests_per_minute: u32,
+    /// Requests a minute per token to the webhook management routes (on top of the general
+    /// limit: "webhook endpoints have stricter limits").
+    pub webhook_requests_per_minute: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Largest knowledge document accepted (`POST /api/knowledge`), in bytes.
@@ -168,6 +204,7 @@ impl Default for Limits {
         Self {
             requests_per_minute: 120,
             auth_requests_per_minute: 20,
+            webhook_requests_per_minute: 30,
             max_body_bytes: 1024 * 1024,
             max_upload_bytes: 20 * 1024 * 1024,
             client_address: ClientAddressSource::Socket,
@@ -204,6 +241,7 @@ impl Config {
             carrier: CarrierChoice::default(),
             sandbox: SandboxSettings::default(),
             dialler: DiallerSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -229,6 +267,7 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub requests_per_minute: Option<u32>,
     pub auth_requests_per_minute: Option<u32>,
+    pub webhook_requests_per_minute: Option<u32>,
     pub max_body_bytes: Option<usize>,
     pub max_upload_bytes: Option<usize>,
     pub trust_forwarded_for: Option<bool>,
@@ -252,6 +291,7 @@ struct FileConfig {
     public_url: Option<String>,
     requests_per_minute: Option<u32>,
     auth_requests_per_minute: Option<u32>,
+    webhook_requests_per_minute: Option<u32>,
     max_body_bytes: Option<usize>,
     max_upload_bytes: Option<usize>,
     trust_forwarded_for: Option<bool>,
@@ -276,6 +316,7 @@ struct FileConfig {
     carrier: Option<CarrierChoice>,
     sandbox: Option<SandboxSettings>,
     dialler: Option<DiallerSettings>,
+    webhooks: Option<WebhookSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +355,10 @@ impl Config {
                 .auth_requests_per_minute
                 .or(file.auth_requests_per_minute)
                 .unwrap_or(defaults.limits.auth_requests_per_minute),
+            webhook_requests_per_minute: overrides
+                .webhook_requests_per_minute
+                .or(file.webhook_requests_per_minute)
+                .unwrap_or(defaults.limits.webhook_requests_per_minute),
             max_body_bytes: overrides
                 .max_body_bytes
                 .or(file.max_body_bytes)
@@ -400,6 +445,7 @@ impl Config {
             carrier: file.carrier.unwrap_or(defaults.carrier),
             sandbox: file.sandbox.unwrap_or(defaults.sandbox),
             dialler: file.dialler.unwrap_or(defaults.dialler),
+            webhooks: file.webhooks.unwrap_or(defaults.webhooks),
         };
         config.validate()?;
         Ok(config)
@@ -425,7 +471,10 @@ impl Config {
         {
             return Err(invalid("public_url", "must be an http:// or https:// URL"));
         }
-        if self.limits.requests_per_minute == 0 || self.limits.auth_requests_per_minute == 0 {
+        if self.limits.requests_per_minute == 0
+            || self.limits.auth_requests_per_minute == 0
+            || self.limits.webhook_requests_per_minute == 0
+        {
             return Err(invalid("requests_per_minute", "must be at least 1"));
         }
         if self.limits.max_body_bytes < 1024 {
@@ -454,6 +503,22 @@ impl Config {
             return Err(invalid(
                 "dialler",
                 "lease_secs must be at least 3 and tenant_concurrency at least 1",
+            ));
+        }
+        let w = &self.webhooks;
+        if w.retry_hours < 24 {
+            return Err(invalid("webhooks.retry_hours", "must be at least 24"));
+        }
+        if w.timeout_ms == 0 || w.batch == 0 || w.poll_ms == 0 || w.retry_base_ms == 0 {
+            return Err(invalid(
+                "webhooks",
+                "timeout_ms, batch, poll_ms and retry_base_ms must be at least 1",
+            ));
+        }
+        if w.lease_secs * 1000 <= w.timeout_ms || w.retry_max_ms < w.retry_base_ms {
+            return Err(invalid(
+                "webhooks",
+                "lease_secs must outlast timeout_ms, and retry_max_ms be at least retry_base_ms",
             ));
         }
         if self.db_max_connections == 0 {

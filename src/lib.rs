@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod dialler;
 pub mod domain;
+pub mod events;
 pub mod knowledge;
 pub mod media;
 pub mod models;

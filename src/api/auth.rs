@@ -70,8 +70,13 @@ fn set_limit_headers(headers: &mut HeaderMap, decision: Decision) {
         Decision::Allowed { limit, remaining } => (limit, remaining),
         Decision::Limited { limit, .. } => (limit, 0),
     };
-    headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    // A stricter limit that refused the request (the webhook routes') has set its own.
+    headers
+        .entry("x-ratelimit-limit")
+        .or_insert(HeaderValue::from(limit));
+    headers
+        .entry("x-ratelimit-remaining")
+        .or_insert(HeaderValue::from(remaining));
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {

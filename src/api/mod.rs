@@ -23,6 +23,7 @@ pub mod tenants;
 pub mod twilio;
 pub mod voices;
 pub mod vonage;
+pub mod webhooks;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub upload_limit: usize,
     /// The carrier and the outbound dialler.
     pub dialler: crate::dialler::Dialler,
+    /// Webhook endpoints' requests: the delivery worker and test pings.
+    pub webhooks: crate::events::Webhooks,
 }
 
 /// What call set-up needs: stream tokens, the live calls, the public address, carrier secrets.
@@ -141,8 +144,15 @@ impl AppState {
             &telephony.public_url,
             config.dialler.clone(),
         );
+        let webhooks = crate::events::Webhooks::new(
+            db.clone(),
+            &config.webhooks,
+            config.addr,
+            &telephony.public_url,
+        );
         Self {
             knowledge: crate::knowledge::KnowledgeBase::new(db.clone(), Arc::clone(&speech)),
+            webhooks,
             upload_limit: limits.max_upload_bytes,
             dialler,
             db,
@@ -174,6 +184,7 @@ impl AppState {
                 (name = "knowledge", description = "Documents agents answer from, and searching them"),
                 (name = "numbers", description = "Phone numbers: inventory, provisioning, assignment"),
                 (name = "campaigns", description = "Outbound campaigns and their dialler"),
+                (name = "webhooks", description = "Signed event notifications: endpoints, deliveries, redelivery"),
         (name = "carrier", description = "Call set-up webhooks that carriers call"),
         (name = "system", description = "Health, readiness, metrics and this description"),
     )
@@ -268,6 +279,7 @@ fn resource_routes() -> OpenApiRouter<AppState> {
         .merge(knowledge::routes())
         .merge(numbers::routes())
         .merge(campaigns::routes())
+        .merge(webhooks::routes())
 }
 
 /// Builds the whole HTTP application for `state`.

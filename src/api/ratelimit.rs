@@ -1,5 +1,5 @@
-//! Request rate limits (GCRA through `governor`): per API token for the whole API, and per client
-//! address for login and register. Each limiter allows a burst of its per-minute quota and then
+//! Request rate limits (GCRA through `governor`): per API token for the whole API, a stricter one
+//! per token for the webhook management routes, and per client address for login and register. Each limiter allows a burst of its per-minute quota and then
 //! refills evenly, so the request after the quota within a minute is refused.
 
 use std::net::IpAddr;
@@ -25,6 +25,8 @@ pub enum Decision {
 pub struct RateLimiters {
     per_token: Keyed<TokenId>,
     per_token_limit: u32,
+    per_token_webhooks: Keyed<TokenId>,
+    per_token_webhooks_limit: u32,
     per_address: Keyed<IpAddr>,
     per_address_limit: u32,
     pub client_address: ClientAddressSource,
@@ -36,6 +38,9 @@ impl RateLimiters {
         Self {
             per_token: RateLimiter::keyed(quota(limits.requests_per_minute)).with_middleware(),
             per_token_limit: limits.requests_per_minute,
+            per_token_webhooks: RateLimiter::keyed(quota(limits.webhook_requests_per_minute))
+                .with_middleware(),
+            per_token_webhooks_limit: limits.webhook_requests_per_minute,
             per_address: RateLimiter::keyed(quota(limits.auth_requests_per_minute))
                 .with_middleware(),
             per_address_limit: limits.auth_requests_per_minute,
@@ -47,6 +52,15 @@ impl RateLimiters {
         decide(&self.per_token, &token, self.per_token_limit)
     }
 
+    /// The webhook routes' own limit, charged in addition to [`Self::check_token`].
+    pub fn check_webhooks(&self, token: TokenId) -> Decision {
+        decide(
+            &self.per_token_webhooks,
+            &token,
+            self.per_token_webhooks_limit,
+        )
+    }
+
     pub fn check_address(&self, address: IpAddr) -> Decision {
         decide(&self.per_address, &address, self.per_address_limit)
     }
@@ -54,6 +68,7 @@ impl RateLimiters {
     /// Forgets keys whose buckets are full again; called periodically to bound memory.
     pub fn forget_idle(&self) {
         self.per_token.retain_recent();
+        self.per_token_webhooks.retain_recent();
         self.per_address.retain_recent();
     }
 }
@@ -85,6 +100,7 @@ mod tests {
         let limiters = RateLimiters::new(&Limits {
             requests_per_minute: 3,
             auth_requests_per_minute: 1,
+            webhook_requests_per_minute: 2,
             max_body_bytes: 1024,
             max_upload_bytes: 1024,
             client_address: ClientAddressSource::Socket,

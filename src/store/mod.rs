@@ -12,6 +12,7 @@ pub mod calls;
 pub mod knowledge;
 pub mod outbox;
 pub mod telephony;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -156,5 +157,10 @@ impl Db {
 
 /// The current time as stored: RFC 3339 UTC with milliseconds, which sorts as a string.
 pub fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+    stamp(Utc::now())
+}
+
+/// An instant as stored (see [`now`]).
+pub fn stamp(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

@@ -12,18 +12,15 @@
 //! processes claiming for one campaign respect its limits, and targets are picked `FOR UPDATE
 //! SKIP LOCKED`; on SQLite `BEGIN IMMEDIATE` serialises claims.
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sqlx::FromRow;
 
 use super::{Backend, Db, StoreError, StoreResult, Tx, now, outbox};
 use crate::domain::{AgentId, TenantId};
 
-/// The outbox event of a campaign whose every target is final.
-pub const CAMPAIGN_COMPLETED: &str = "campaign.completed";
-
 fn at(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    super::stamp(t)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -851,7 +848,7 @@ async fn complete_if_done(tx: &mut Tx, campaign: i64, tenant: TenantId) -> Store
         "completed_at": row.completed_at,
         "stats": stats,
     });
-    outbox::push(tx, tenant, CAMPAIGN_COMPLETED, &event).await?;
+    outbox::push(tx, tenant, outbox::CAMPAIGN_COMPLETED, &event).await?;
     Ok(())
 }
 

@@ -12,6 +12,8 @@ mod history;
 mod knowledge;
 mod llm_server;
 mod media;
+mod receiver;
 mod system;
 mod telephony;
 mod tenants;
+mod webhooks;

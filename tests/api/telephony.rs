@@ -16,7 +16,7 @@ use callgenius::carrier::sandbox::{SandboxOutcome, SandboxRule};
 
 use crate::helpers::{Session, TestApp, assert_error, spawn_app, spawn_app_with};
 
-fn rule(number: &str, outcome: SandboxOutcome) -> SandboxRule {
+pub(crate) fn rule(number: &str, outcome: SandboxOutcome) -> SandboxRule {
     SandboxRule {
         number: number.into(),
         outcome,
@@ -24,7 +24,7 @@ fn rule(number: &str, outcome: SandboxOutcome) -> SandboxRule {
 }
 
 /// A business with an agent and an AU number assigned to it.
-async fn business_with_number(app: &TestApp, email: &str) -> (Session, i64, String) {
+pub(crate) async fn business_with_number(app: &TestApp, email: &str) -> (Session, i64, String) {
     let s = app.register(email, "Harbour Dental").await;
     let agent = app.create_agent(&s.token, "Outreach").await;
     let offer = app
@@ -499,7 +499,7 @@ async fn sandbox(
 }
 
 /// Creates a campaign of `agent` calling `targets` with `settings` added; returns its id.
-async fn campaign(
+pub(crate) async fn campaign(
     app: &TestApp,
     s: &Session,
     agent: i64,

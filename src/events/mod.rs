@@ -1,0 +1,262 @@
+//! Webhooks: the signature scheme, sending one request, the retry schedule and the delivery
+//! worker. Events and their deliveries are written by the store (`store::outbox::push`, in the
+//! transaction of the change they describe); this module sends them.
+//!
+//! Each request is a POST of `{id, type, created_at, tenant_id, data}` with
+//! `X-CallGenius-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` (a
+//! second `v1` during a secret rotation). A 2xx answer is a delivery; anything else (another
+//! status, a redirect, which is never followed, a refused connection, a timeout) is retried with
+//! exponential back-off and jitter until the retry window closes.
+
+pub mod signature;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::WebhookSettings;
+use crate::store::Db;
+
+pub use worker::run;
+
+/// The event type of a test request (`POST /api/webhooks/{id}/test`); never stored.
+pub const PING: &str = "ping";
+
+/// What the engine needs to send webhooks; cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks {
+    pub(crate) db: Db,
+    pub(crate) settings: Arc<WebhookSettings>,
+    http: reqwest::Client,
+    /// This process's name on the leases it takes.
+    pub(crate) owner: Arc<str>,
+    /// The engine's own listening address and public URL: a webhook must not point at them.
+    engine: SocketAddr,
+    public_url: Arc<str>,
+}
+
+/// What one request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    /// Why it does not count as delivered; `None` for a 2xx.
+    pub error: Option<String>,
+}
+
+impl Sent {
+    pub fn delivered(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+impl Webhooks {
+    pub fn new(db: Db, settings: &WebhookSettings, engine: SocketAddr, public_url: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .connect_timeout(Duration::from_millis(settings.timeout_ms.min(5_000)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("CallGenius-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Self {
+            db,
+            settings: Arc::new(settings.clone()),
+            http,
+            owner: Arc::from(format!("webhooks-{}", uuid::Uuid::new_v4())),
+            engine,
+            public_url: Arc::from(public_url.trim_end_matches('/')),
+        }
+    }
+
+    /// POSTs `body` to `url`, signed with `secrets` at the current time.
+    pub async fn send(&self, url: &str, event_id: &str, body: String, secrets: &[&str]) -> Sent {
+        let signed = signature::sign(secrets, Utc::now().timestamp(), body.as_bytes());
+        let started = Instant::now();
+        let result = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(signature::HEADER, signed)
+            .header("x-callgenius-event-id", event_id)
+            .body(body)
+            .send()
+            .await;
+        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        match result {
+            Ok(response) => {
+                let status = response.status();
+                let error = if status.is_success() {
+                    None
+                } else if status.is_redirection() {
+                    let to = response
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("elsewhere");
+                    Some(format!(
+                        "HTTP {}: redirect to {to} not followed",
+                        status.as_u16()
+                    ))
+                } else {
+                    Some(format!("HTTP {}", status.as_u16()))
+                };
+                Sent {
+                    status_code: Some(status.as_u16()),
+                    latency_ms,
+                    error,
+                }
+            }
+            Err(error) => Sent {
+                status_code: None,
+                latency_ms,
+                error: Some(describe(&error, self.settings.timeout_ms)),
+            },
+        }
+    }
+
+    /// Why `url` cannot be a webhook endpoint, if it cannot: only http(s) URLs with a host and no
+    /// credentials, which do not lead back to this engine.
+    pub async fn check_url(&self, raw: &str) -> Result<reqwest::Url, String> {
+        let url = reqwest::Url::parse(raw).map_err(|_| "must be an absolute http(s) URL")?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("must be an http:// or https:// URL".into());
+        }
+        let Some(host) = url.host_str().map(str::to_owned) else {
+            return Err("must name a host".into());
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain credentials".into());
+        }
+        let port = url.port_or_known_default().unwrap_or(80);
+        if let Ok(public) = reqwest::Url::parse(&self.public_url)
+            && public
+                .host_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&host))
+            && public.port_or_known_default() == Some(port)
+        {
+            return Err("must not point at this engine".into());
+        }
+        // A name that does not resolve now may later; delivery retries cover that.
+        let lookup = tokio::net::lookup_host((host.trim_matches(['[', ']']), port));
+        if let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(2), lookup).await {
+            for addr in addrs {
+                if self.is_engine(addr) {
+                    return Err("must not point at this engine".into());
+                }
+            }
+        }
+        Ok(url)
+    }
+
+    fn is_engine(&self, addr: SocketAddr) -> bool {
+        if addr.port() != self.engine.port() {
+            return false;
+        }
+        let ip = addr.ip();
+        ip == self.engine.ip()
+            || ip.is_loopback()
+            || ip.is_unspecified()
+            || self.engine.ip().is_unspecified()
+    }
+}
+
+/// A transport error in a few words, without the URL (it is shown beside the delivery).
+fn describe(error: &reqwest::Error, timeout_ms: u64) -> String {
+    if error.is_timeout() {
+        format!("timed out after {timeout_ms} ms")
+    } else if error.is_connect() {
+        "could not connect".into()
+    } else if error.is_request() || error.is_body() {
+        "the request failed while sending".into()
+    } else {
+        "the request failed".into()
+    }
+}
+
+/// When to try again after the `attempts`-th failed attempt of an event created at `created`,
+/// or `None` to give up: the delay doubles from `retry_base_ms` up to `retry_max_ms`, each with
+/// equal jitter (half fixed, half random), and retries go on until `retry_hours` after the event,
+/// the last one falling on the window's end.
+pub fn next_retry(
+    settings: &WebhookSettings,
+    attempts: i64,
+    created: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let deadline = created + chrono::Duration::hours(settings.retry_hours as i64);
+    if now >= deadline {
+        return None;
+    }
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 40)).unwrap_or(40);
+    let delay = settings
+        .retry_base_ms
+        .saturating_mul(1u64 << doublings.min(40))
+        .min(settings.retry_max_ms);
+    let jittered = delay / 2 + (rand::random::<f64>() * (delay / 2) as f64) as u64;
+    let at = now + chrono::Duration::milliseconds(i64::try_from(jittered).unwrap_or(i64::MAX));
+    Some(at.min(deadline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> WebhookSettings {
+        WebhookSettings {
+            retry_base_ms: 1_000,
+            retry_max_ms: 60_000,
+            retry_hours: 24,
+            ..WebhookSettings::default()
+        }
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_up_to_the_cap() {
+        let s = settings();
+        let created = Utc::now();
+        for (attempts, full) in [
+            (1, 1_000),
+            (2, 2_000),
+            (3, 4_000),
+            (7, 60_000),
+            (60, 60_000),
+        ] {
+            for _ in 0..50 {
+                let at = next_retry(&s, attempts, created, created).unwrap();
+                let ms = (at - created).num_milliseconds();
+                assert!(
+                    (full / 2..=full).contains(&ms),
+                    "attempt {attempts}: {ms} ms not in [{}, {full}]",
+                    full / 2
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn retries_go_on_for_the_whole_window_then_stop() {
+        let s = settings();
+        let created = Utc::now();
+        let almost = created + chrono::Duration::hours(24) - chrono::Duration::seconds(5);
+        let last = next_retry(&s, 40, created, almost).unwrap();
+        assert_eq!(last, created + chrono::Duration::hours(24));
+        assert_eq!(next_retry(&s, 41, created, last), None);
+        // A day of failures with a one-hour cap is dozens of attempts, not a handful.
+        let mut now = created;
+        let mut attempts = 0;
+        let cap = WebhookSettings {
+            retry_max_ms: 3_600_000,
+            ..settings()
+        };
+        while let Some(at) = next_retry(&cap, attempts + 1, created, now) {
+            attempts += 1;
+            now = at;
+        }
+        assert!(now >= created + chrono::Duration::hours(24));
+        assert!(attempts > 24, "{attempts} attempts in a day");
+    }
+}
