@@ -17,6 +17,7 @@ use sqlx::Connection;
 
 use crate::helpers::{Session, TestApp, spawn_app, spawn_app_with};
 use crate::llm_server::{Answer, LlmServer, last_tool_result, messages};
+use crate::receiver::{Receiver, verify};
 
 const TIMEZONE: &str = "Australia/Sydney";
 const CALLER: &str = "+61255501234";
@@ -264,6 +265,12 @@ async fn check_booked_call(app: &TestApp, s: &Session, report: &CallReport, star
 async fn a_caller_books_with_the_embedded_responder_over_vonage() {
     let app = spawn_app().await;
     let (s, agent) = dental(&app, "us@example.com").await;
+    let receiver = Receiver::start().await;
+    let r = app
+        .post("/api/webhooks", &s.token, json!({ "url": receiver.url }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
     let report = call(
         &app,
         &s,
@@ -277,6 +284,31 @@ async fn a_caller_books_with_the_embedded_responder_over_vonage() {
     let summary = call["summary"].as_str().unwrap();
     assert!(summary.contains("John Smith"), "{summary}");
     assert!(summary.contains("appointment"), "{summary}");
+
+    // The call's four events reached the webhook once each, in order, signed, with the
+    // outbox's ids and data.
+    let delivered = receiver.wait_accepted(4, Duration::from_secs(30)).await;
+    let events = events(&app, s.tenant_id).await;
+    assert_eq!(delivered.len(), events.len());
+    for (got, (kind, data)) in delivered.iter().zip(&events) {
+        assert!(
+            verify(&secret, &got.signature, &got.body),
+            "{}",
+            got.signature
+        );
+        assert_eq!(&got.kind, kind);
+        assert_eq!(&got.json["data"], data);
+        assert_eq!(got.json["tenant_id"], s.tenant_id);
+        assert_eq!(got.json["data"]["call_id"], report.call_id);
+    }
+    let ended = &delivered[2].json["data"];
+    assert_eq!(ended["disposition"], "agent-hangup");
+    assert!(ended["duration_sec"].as_f64().unwrap() > 5.0, "{ended}");
+    let ready = &delivered[3].json["data"];
+    assert_eq!(ready["summary"], call["summary"]);
+    assert!(ready["transcript"].as_array().unwrap().len() >= 8);
+    let ids: std::collections::HashSet<_> = delivered.iter().map(|d| &d.event_id).collect();
+    assert_eq!(ids.len(), 4);
 }
 
 #[tokio::test]

@@ -181,3 +181,43 @@ pub fn verify(secret: &str, header: &str, raw_body: &str) -> bool {
         hex::decode(candidate).is_ok_and(|sig| mac.verify_slice(&sig).is_ok())
     })
 }
+
+/// Runs the README's Python receiver code itself (the fenced `python` block of its Webhooks
+/// section) on a request, with python3.
+pub fn verify_with_readme_python(secret: &str, header: &str, raw_body: &str) -> bool {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```python\n")
+        .expect("the README shows a Python receiver")
+        + "```python\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("verify.py");
+    let body = dir.path().join("body");
+    std::fs::write(
+        &script,
+        format!(
+            "{}\nimport sys\nprint(verify(sys.argv[1], sys.argv[2], open(sys.argv[3], 'rb').read()))\n",
+            &readme[start..end]
+        ),
+    )
+    .unwrap();
+    std::fs::write(&body, raw_body).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args([secret, header])
+        .arg(&body)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "True" => true,
+        "False" => false,
+        other => panic!("unexpected output {other}"),
+    }
+}

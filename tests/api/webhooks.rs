@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use crate::helpers::{Session, TestApp, assert_error, spawn_app_with};
-use crate::receiver::{Mode, Receiver, verify};
+use crate::receiver::{Mode, Receiver, verify, verify_with_readme_python};
 
 const CALL_EVENTS: [&str; 3] = ["call.started", "call.ended", "call.transcript_ready"];
 
@@ -418,6 +418,23 @@ async fn a_completed_campaign_a_test_ping_and_a_rotation_are_signed_as_the_readm
     let event = &accepted[1];
     assert_eq!(event.kind, "campaign.completed");
     assert!(verify(&secret, &event.signature, &event.body));
+    assert!(verify_with_readme_python(
+        &secret,
+        &event.signature,
+        &event.body
+    ));
+    assert!(!verify_with_readme_python(
+        &secret,
+        &event.signature,
+        &event.body.replace("busy", "done")
+    ));
+    assert!(!verify_with_readme_python(
+        "whsec_other",
+        &event.signature,
+        &event.body
+    ));
+    let stale = event.signature.replacen("t=", "t=1", 1);
+    assert!(!verify_with_readme_python(&secret, &stale, &event.body));
     let header = &event.signature;
     assert_eq!(header.matches("v1=").count(), 1, "{header}");
     assert_eq!(
@@ -464,6 +481,16 @@ async fn a_completed_campaign_a_test_ping_and_a_rotation_are_signed_as_the_readm
     );
     assert!(verify(&new_secret, &ping.signature, &ping.body));
     assert!(verify(&secret, &ping.signature, &ping.body));
+    assert!(verify_with_readme_python(
+        &new_secret,
+        &ping.signature,
+        &ping.body
+    ));
+    assert!(verify_with_readme_python(
+        &secret,
+        &ping.signature,
+        &ping.body
+    ));
 }
 
 #[tokio::test]
