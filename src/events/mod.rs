@@ -152,6 +152,9 @@ impl Webhooks {
         Ok(url)
     }
 
+    /// Whether `addr` reaches this engine's listener: its port on its own address, on loopback,
+    /// or (when it listens on every interface) on any address of this machine, which is one a
+    /// socket can be bound to.
     fn is_engine(&self, addr: SocketAddr) -> bool {
         if addr.port() != self.engine.port() {
             return false;
@@ -160,7 +163,8 @@ impl Webhooks {
         ip == self.engine.ip()
             || ip.is_loopback()
             || ip.is_unspecified()
-            || self.engine.ip().is_unspecified()
+            || (self.engine.ip().is_unspecified()
+                && std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
     }
 }
 
@@ -204,6 +208,45 @@ pub fn next_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn urls_leading_back_to_the_engine_are_refused() {
+        let db = Db::connect(&secrecy::SecretString::from("sqlite::memory:"), 1)
+            .await
+            .unwrap();
+        let everywhere = Webhooks::new(
+            db.clone(),
+            &WebhookSettings::default(),
+            "0.0.0.0:8080".parse().unwrap(),
+            "https://voice.example.com",
+        );
+        for url in [
+            "http://127.0.0.1:8080/hook",
+            "http://localhost:8080/",
+            "http://[::1]:8080/",
+            "http://0.0.0.0:8080/",
+            "https://voice.example.com/webhooks",
+            "https://VOICE.example.com:443/",
+        ] {
+            assert!(everywhere.check_url(url).await.is_err(), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:8081/hook",
+            "https://voice.example.com:8443/",
+            "http://192.0.2.10:8080/",
+        ] {
+            assert!(everywhere.check_url(url).await.is_ok(), "{url}");
+        }
+        for (url, why) in [
+            ("ftp://example.com/", "http"),
+            ("https://user:pw@example.com/", "credentials"),
+            ("mailto:x@example.com", "http"),
+            ("/relative", "absolute"),
+        ] {
+            let error = everywhere.check_url(url).await.unwrap_err();
+            assert!(error.contains(why), "{url}: {error}");
+        }
+    }
 
     fn settings() -> WebhookSettings {
         WebhookSettings {
