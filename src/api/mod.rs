@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod answer;
 pub mod auth;
+pub mod billing;
 pub mod calls;
 pub mod campaigns;
 pub mod error;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub upload_limit: usize,
     /// The carrier and the outbound dialler.
     pub dialler: crate::dialler::Dialler,
+    /// Plans, the trial, and the payment provider.
+    pub billing: crate::billing::Billing,
 }
 
 /// What call set-up needs: stream tokens, the live calls, the public address, carrier secrets.
@@ -142,6 +145,7 @@ impl AppState {
             config.dialler.clone(),
         );
         Self {
+            billing: crate::billing::Billing::new(&config.billing, &telephony.public_url),
             knowledge: crate::knowledge::KnowledgeBase::new(db.clone(), Arc::clone(&speech)),
             upload_limit: limits.max_upload_bytes,
             dialler,
@@ -174,6 +178,7 @@ impl AppState {
                 (name = "knowledge", description = "Documents agents answer from, and searching them"),
                 (name = "numbers", description = "Phone numbers: inventory, provisioning, assignment"),
                 (name = "campaigns", description = "Outbound campaigns and their dialler"),
+                (name = "billing", description = "Usage, plans, the wallet and hosted checkout"),
         (name = "carrier", description = "Call set-up webhooks that carriers call"),
         (name = "system", description = "Health, readiness, metrics and this description"),
     )
@@ -206,6 +211,7 @@ fn split_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
         .merge(plivo::routes())
         .merge(vonage::routes())
         .merge(calls::public_routes())
+        .merge(billing::public_routes())
         .split_for_parts();
     doc.merge(system_doc);
     add_common_responses(&mut doc);
@@ -268,6 +274,7 @@ fn resource_routes() -> OpenApiRouter<AppState> {
         .merge(knowledge::routes())
         .merge(numbers::routes())
         .merge(campaigns::routes())
+        .merge(billing::routes())
 }
 
 /// Builds the whole HTTP application for `state`.
