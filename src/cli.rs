@@ -149,6 +149,12 @@ pub struct ServeArgs {
     /// Twilio account SID: with the auth token, lets agents transfer Twilio calls.
     #[arg(long, env = "TWILIO_ACCOUNT_SID")]
     pub twilio_account_sid: Option<String>,
+    /// Stripe API secret key, for `billing.provider = "stripe"`.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    /// Stripe webhook signing secret: `Stripe-Signature` on the billing webhook is checked with it.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
     /// Take client addresses from the last X-Forwarded-For entry (only behind one trusted proxy).
     #[arg(long, env = "CALLGENIUS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
@@ -177,6 +183,8 @@ impl ServeArgs {
             llm_model: self.llm_model,
             llm_api_key: self.llm_api_key.map(SecretString::from),
             twilio_account_sid: self.twilio_account_sid,
+            stripe_secret_key: self.stripe_secret_key.map(SecretString::from),
+            stripe_webhook_secret: self.stripe_webhook_secret.map(SecretString::from),
         }
     }
 }

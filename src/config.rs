@@ -58,6 +58,8 @@ pub struct Config {
     pub sandbox: SandboxSettings,
     pub dialler: DiallerSettings,
     pub webhooks: WebhookSettings,
+    /// Plans, the trial, and the payment provider.
+    pub billing: BillingSettings,
 }
 
 /// The carrier numbers and outbound calls go through.
@@ -122,6 +124,126 @@ impl Default for DiallerSettings {
             max_call_secs: 3_600,
         }
     }
+}
+
+/// Billing: the trial new businesses get, the plans on offer, and who takes the payments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingSettings {
+    /// Minutes of calls a new business may make before it needs a plan or a wallet balance.
+    pub trial_minutes: u32,
+    /// `builtin` (the engine's own checkout page; no payment is taken) or `stripe`.
+    pub provider: PaymentProviderChoice,
+    /// ISO 4217 code, lower case: what prices and the wallet are in.
+    pub currency: String,
+    pub plans: Plans,
+    pub stripe: StripeSettings,
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        Self {
+            trial_minutes: 30,
+            provider: PaymentProviderChoice::default(),
+            currency: "usd".into(),
+            plans: Plans::default(),
+            stripe: StripeSettings::default(),
+        }
+    }
+}
+
+/// Who hosts checkout sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentProviderChoice {
+    /// The engine serves the checkout page itself; confirming it activates the plan.
+    #[default]
+    Builtin,
+    /// Stripe Checkout; its signed webhook activates the plan.
+    Stripe,
+}
+
+/// The three plans' terms.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Plans {
+    pub starter: PlanTerms,
+    pub pro: PlanTerms,
+    pub enterprise: PlanTerms,
+}
+
+impl Default for Plans {
+    fn default() -> Self {
+        Self {
+            starter: PlanTerms {
+                included_minutes: 100,
+                price_cents: 4_900,
+                overage_cents_per_minute: 15,
+            },
+            pro: PlanTerms {
+                included_minutes: 350,
+                price_cents: 14_900,
+                overage_cents_per_minute: 12,
+            },
+            enterprise: PlanTerms {
+                included_minutes: 2_000,
+                price_cents: 69_900,
+                overage_cents_per_minute: 9,
+            },
+        }
+    }
+}
+
+/// One plan: minutes included each calendar month, its monthly price, and what a minute past
+/// the included ones costs from the wallet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanTerms {
+    pub included_minutes: u32,
+    pub price_cents: u32,
+    pub overage_cents_per_minute: u32,
+}
+
+/// Stripe Checkout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripeSettings {
+    /// The API secret key (`sk_…`).
+    #[serde(deserialize_with = "secret")]
+    pub secret_key: Option<SecretString>,
+    /// The webhook endpoint's signing secret (`whsec_…`).
+    #[serde(deserialize_with = "secret")]
+    pub webhook_secret: Option<SecretString>,
+    pub api_url: String,
+    /// The recurring Price of each plan.
+    pub prices: StripePrices,
+}
+
+impl Default for StripeSettings {
+    fn default() -> Self {
+        Self {
+            secret_key: None,
+            webhook_secret: None,
+            api_url: STRIPE_API_URL.to_owned(),
+            prices: StripePrices::default(),
+        }
+    }
+}
+
+/// Stripe Price ids (`price_…`), one per plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripePrices {
+    pub starter: Option<String>,
+    pub pro: Option<String>,
+    pub enterprise: Option<String>,
+}
+
+/// Stripe's REST API base.
+pub const STRIPE_API_URL: &str = "https://api.stripe.com";
+
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
 }
 
 /// An OpenAI-compatible chat-completions API.
@@ -242,6 +364,7 @@ impl Config {
             sandbox: SandboxSettings::default(),
             dialler: DiallerSettings::default(),
             webhooks: WebhookSettings::default(),
+            billing: BillingSettings::default(),
         }
     }
 
@@ -279,6 +402,8 @@ pub struct Overrides {
     pub llm_model: Option<String>,
     pub llm_api_key: Option<SecretString>,
     pub twilio_account_sid: Option<String>,
+    pub stripe_secret_key: Option<SecretString>,
+    pub stripe_webhook_secret: Option<SecretString>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
@@ -317,6 +442,7 @@ struct FileConfig {
     sandbox: Option<SandboxSettings>,
     dialler: Option<DiallerSettings>,
     webhooks: Option<WebhookSettings>,
+    billing: Option<BillingSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -446,6 +572,17 @@ impl Config {
             sandbox: file.sandbox.unwrap_or(defaults.sandbox),
             dialler: file.dialler.unwrap_or(defaults.dialler),
             webhooks: file.webhooks.unwrap_or(defaults.webhooks),
+            billing: {
+                let mut billing = file.billing.unwrap_or(defaults.billing);
+                billing.stripe.api_url = billing.stripe.api_url.trim_end_matches('/').to_owned();
+                if let Some(key) = overrides.stripe_secret_key {
+                    billing.stripe.secret_key = Some(key);
+                }
+                if let Some(secret) = overrides.stripe_webhook_secret {
+                    billing.stripe.webhook_secret = Some(secret);
+                }
+                billing
+            },
         };
         config.validate()?;
         Ok(config)
@@ -524,6 +661,57 @@ impl Config {
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1"));
         }
+        self.billing.validate()?;
+        Ok(())
+    }
+}
+
+impl BillingSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason: &str| ConfigError::Invalid {
+            setting,
+            reason: reason.into(),
+        };
+        let currency = &self.currency;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(invalid(
+                "billing.currency",
+                "must be a three-letter ISO 4217 code in lower case, such as usd",
+            ));
+        }
+        let plans = &self.plans;
+        if [plans.starter, plans.pro, plans.enterprise]
+            .iter()
+            .any(|p| p.overage_cents_per_minute == 0)
+        {
+            return Err(invalid(
+                "billing.plans",
+                "overage_cents_per_minute must be at least 1",
+            ));
+        }
+        if !(self.stripe.api_url.starts_with("http://")
+            || self.stripe.api_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "billing.stripe.api_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if self.provider == PaymentProviderChoice::Stripe {
+            let prices = &self.stripe.prices;
+            if self.stripe.secret_key.is_none()
+                || self.stripe.webhook_secret.is_none()
+                || prices.starter.is_none()
+                || prices.pro.is_none()
+                || prices.enterprise.is_none()
+            {
+                return Err(invalid(
+                    "billing.provider",
+                    "stripe needs billing.stripe.secret_key, billing.stripe.webhook_secret and \
+                     a price id for each plan in [billing.stripe.prices]",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -579,6 +767,61 @@ mod tests {
         })
         .unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn billing_is_read_from_its_section_with_stripe_secrets_from_overrides() {
+        let dir = std::env::temp_dir().join(format!("cg-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("billing.toml");
+        std::fs::write(
+            &file,
+            "[billing]\ntrial_minutes = 5\nprovider = \"stripe\"\n\
+             [billing.plans.pro]\nincluded_minutes = 500\nprice_cents = 19900\n\
+             overage_cents_per_minute = 10\n\
+             [billing.stripe]\nsecret_key = \"sk_file\"\napi_url = \"http://127.0.0.1:9/\"\n\
+             [billing.stripe.prices]\nstarter = \"price_s\"\npro = \"price_p\"\n\
+             enterprise = \"price_e\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Overrides {
+            config_file: Some(file.clone()),
+            stripe_secret_key: Some(SecretString::from("sk_flag")),
+            stripe_webhook_secret: Some(SecretString::from("whsec_flag")),
+            ..Default::default()
+        })
+        .unwrap();
+        let billing = &config.billing;
+        assert_eq!(billing.trial_minutes, 5);
+        assert_eq!(billing.provider, PaymentProviderChoice::Stripe);
+        assert_eq!(billing.plans.pro.included_minutes, 500);
+        assert_eq!(
+            billing.plans.starter,
+            Plans::default().starter,
+            "untouched plans keep defaults"
+        );
+        assert_eq!(billing.stripe.api_url, "http://127.0.0.1:9");
+        let key = billing.stripe.secret_key.as_ref().unwrap();
+        assert_eq!(key.expose_secret(), "sk_flag");
+        assert!(!format!("{config:?}").contains("sk_flag"));
+        assert!(!format!("{config:?}").contains("whsec_flag"));
+        // Stripe without its webhook secret is refused.
+        let missing = Config::load(Overrides {
+            config_file: Some(file),
+            ..Default::default()
+        });
+        assert!(matches!(
+            missing,
+            Err(ConfigError::Invalid {
+                setting: "billing.provider",
+                ..
+            })
+        ));
+        let defaults = Config::load(Overrides::default()).unwrap().billing;
+        assert_eq!(defaults.trial_minutes, 30);
+        assert_eq!(defaults.provider, PaymentProviderChoice::Builtin);
+        assert_eq!(defaults.plans.pro.included_minutes, 350);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

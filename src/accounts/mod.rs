@@ -12,6 +12,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use sha2::{Digest, Sha256};
 use tracing::instrument;
 
+use crate::billing::TrialGrant;
 use crate::domain::{Email, Password, Role, TenantId, TokenId, UserId};
 use crate::store::accounts::{self as store, MemberRow, TenantRow};
 use crate::store::{Db, StoreError};
@@ -103,13 +104,14 @@ fn decoy_hash() -> String {
         .clone()
 }
 
-/// Creates a user, their first business (with them as owner) and a token for it.
+/// Creates a user, their first business (with them as owner, and `trial`) and a token for it.
 #[instrument(skip_all)]
 pub async fn register(
     db: &Db,
     email: Email,
     password: Password,
     business_name: &str,
+    trial: TrialGrant,
 ) -> Result<Session, AccountError> {
     if store::user_by_email(db, email.as_str()).await?.is_some() {
         return Err(AccountError::EmailTaken);
@@ -121,6 +123,7 @@ pub async fn register(
         other => other?,
     };
     let tenant = store::insert_tenant(&mut tx, business_name, user).await?;
+    crate::store::billing::grant_trial(&mut tx, TenantId(tenant.id), trial).await?;
     store::set_last_tenant(&mut tx, user, TenantId(tenant.id)).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(user_id = %user, tenant_id = tenant.id, "account registered");
@@ -168,11 +171,17 @@ pub async fn logout(db: &Db, token: TokenId) -> Result<(), AccountError> {
     Ok(())
 }
 
-/// Creates another business owned by `user`.
+/// Creates another business owned by `user`, with `trial`.
 #[instrument(skip_all, fields(user_id = %user))]
-pub async fn create_tenant(db: &Db, user: UserId, name: &str) -> Result<TenantRow, AccountError> {
+pub async fn create_tenant(
+    db: &Db,
+    user: UserId,
+    name: &str,
+    trial: TrialGrant,
+) -> Result<TenantRow, AccountError> {
     let mut tx = db.begin_write().await?;
     let tenant = store::insert_tenant(&mut tx, name, user).await?;
+    crate::store::billing::grant_trial(&mut tx, TenantId(tenant.id), trial).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(tenant)
 }

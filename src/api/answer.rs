@@ -4,24 +4,34 @@
 //! The agent is the one the dialled number (`To`) is assigned to (`POST
 //! /api/numbers/{id}/assign`), or the one the webhook URL names (`?agent_id=42`) for numbers
 //! bought outside the engine. An unassigned number, or an unknown or deleted agent, gets a
-//! spoken refusal and a hang-up, not an error, so the caller hears something.
+//! spoken refusal and a hang-up, not an error, so the caller hears something; so does a call to
+//! a business whose trial, included minutes and wallet are used up ([`crate::billing`]).
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::calls::{self, HandedOut, Parties};
+use crate::calls::{self, HandOutError, HandedOut, Parties};
 use crate::domain::AgentId;
 use crate::store::agents as agent_store;
 
+/// How a carrier's webhook answers.
+pub enum Answer {
+    /// Stream the call to the agent.
+    Connect(Box<HandedOut>),
+    /// Say this, then hang up.
+    Refuse(&'static str),
+}
+
 /// Creates the call for the agent named by `agent_id` (the webhook's query parameter), else
-/// for the agent the dialled number is assigned to; `None` when there is no such active agent.
+/// for the agent the dialled number is assigned to; a refusal when there is no such active agent
+/// or its business may not start calls.
 pub async fn hand_out(
     state: &AppState,
     agent_id: Option<&str>,
     parties: Parties<'_>,
-) -> Result<Option<HandedOut>, ApiError> {
+) -> Result<Answer, ApiError> {
     let named = agent_id.and_then(|v| v.parse::<i64>().ok()).map(AgentId);
     let assigned = match (named, parties.to_number) {
         (None, Some(to)) => crate::store::telephony::number_by_e164(&state.db, to.trim())
@@ -31,13 +41,13 @@ pub async fn hand_out(
         _ => None,
     };
     let Some(agent) = named.or(assigned) else {
-        return Ok(None);
+        return Ok(Answer::Refuse(NO_AGENT));
     };
     let Some((tenant, version)) = agent_store::owner(&state.db, agent).await? else {
-        return Ok(None);
+        return Ok(Answer::Refuse(NO_AGENT));
     };
     let telephony = &state.telephony;
-    let handed = calls::hand_out(
+    match calls::hand_out(
         &state.db,
         &telephony.tokens,
         tenant,
@@ -45,8 +55,12 @@ pub async fn hand_out(
         version,
         parties,
     )
-    .await?;
-    Ok(Some(handed))
+    .await
+    {
+        Ok(handed) => Ok(Answer::Connect(Box::new(handed))),
+        Err(HandOutError::Refused(_)) => Ok(Answer::Refuse(CALLS_PAUSED)),
+        Err(HandOutError::Store(error)) => Err(error.into()),
+    }
 }
 
 pub fn xml_escape(text: &str) -> String {
@@ -69,6 +83,11 @@ pub fn xml_response(body: &str) -> Response {
 
 /// Spoken when the webhook names no usable agent.
 pub const NO_AGENT: &str = "Sorry, this number is not set up to take calls yet. Goodbye.";
+
+/// Spoken when the business may not start calls (its trial, included minutes and wallet are
+/// used up). The caller is not told why; the business sees the reason in its usage.
+pub const CALLS_PAUSED: &str =
+    "Sorry, we can't take your call right now. Please try again later. Goodbye.";
 
 /// The parameters of a carrier's webhook: its form body when it POSTs, else its query.
 pub fn form_params(body: &[u8], query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {

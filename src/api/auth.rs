@@ -220,7 +220,8 @@ async fn register(
         .and_then(|p| fields.check("password", Password::parse(p)));
     let business = fields.required_string("business_name", 100);
     let ((email, password), business) = fields.finish_with(email.zip(password).zip(business))?;
-    let session = accounts::register(&state.db, email.clone(), password, &business).await?;
+    let trial = state.billing.trial();
+    let session = accounts::register(&state.db, email.clone(), password, &business, trial).await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenResponse::new(session, email.as_str().to_owned())),

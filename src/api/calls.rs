@@ -57,7 +57,9 @@ pub struct TestCall {
         params(("id" = i64, Path), ("carrier" = Option<String>, Query, description = "Stream protocol: twilio (default), telnyx, plivo, vonage or web (the browser protocol)"),
                ("from" = Option<String>, Query, description = "The caller's number to simulate (E.164): bookings default to it")),
     responses(
-        (status = 201, body = TestCall), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 201, body = TestCall),
+        (status = 402, description = "The business's trial, included minutes and wallet are used up", body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The agent is being deleted", body = ErrorBody)
     )
 )]

@@ -34,6 +34,8 @@ pub enum ApiError {
     BadRequest(String),
     /// 401: no token, or one that is unknown or revoked.
     Unauthorized(&'static str),
+    /// 402: the business has no trial, included minutes or wallet left for a new call.
+    PaymentRequired(String),
     /// 403: a valid token acting beyond its role or membership.
     Forbidden(String),
     /// 404: no such resource, or another tenant's.
@@ -48,6 +50,9 @@ pub enum ApiError {
     Validation(FieldErrors),
     /// 429.
     RateLimited { retry_after_secs: u64 },
+    /// 502: an upstream service (the payment provider) refused or failed; the message is its
+    /// explanation, safe to show.
+    BadGateway { message: String, cause: String },
     /// 503: a dependency (the database) is unreachable.
     Unavailable(String),
     /// 500: the cause is logged, never returned.
@@ -81,6 +86,7 @@ impl ApiError {
     pub fn cause(&self) -> &str {
         match self {
             ApiError::Internal(cause) | ApiError::Unavailable(cause) => cause,
+            ApiError::BadGateway { cause, .. } => cause,
             _ => "",
         }
     }
@@ -89,6 +95,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -96,6 +103,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,6 +113,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(m) | ApiError::Forbidden(m) | ApiError::NotFound(m) => m.clone(),
             ApiError::Unavailable(m) | ApiError::Conflict(m) => m.clone(),
+            ApiError::PaymentRequired(m) | ApiError::BadGateway { message: m, .. } => m.clone(),
             ApiError::Unauthorized(m) => (*m).into(),
             ApiError::MethodNotAllowed => "method not allowed on this route".into(),
             ApiError::PayloadTooLarge => "request body is too large".into(),
@@ -137,7 +146,9 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
+            ApiError::Internal(cause)
+            | ApiError::Unavailable(cause)
+            | ApiError::BadGateway { cause, .. } => {
                 response.extensions_mut().insert(ErrorCause(cause));
             }
             _ => {}
@@ -151,6 +162,41 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => ApiError::NotFound("not found".into()),
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<crate::calls::HandOutError> for ApiError {
+    fn from(error: crate::calls::HandOutError) -> Self {
+        match error {
+            crate::calls::HandOutError::Refused(_) => ApiError::PaymentRequired(error.to_string()),
+            crate::calls::HandOutError::Store(store) => store.into(),
+        }
+    }
+}
+
+impl From<crate::billing::BillingError> for ApiError {
+    fn from(error: crate::billing::BillingError) -> Self {
+        use crate::billing::BillingError;
+        match error {
+            BillingError::CheckoutNotFound
+            | BillingError::CheckoutExpired
+            | BillingError::StripeNotConfigured => ApiError::NotFound(error.to_string()),
+            BillingError::BadSignature(_) | BillingError::BadEvent(_) => {
+                ApiError::BadRequest(error.to_string())
+            }
+            // The provider's own explanation of a refusal is shown; a network failure's detail
+            // is only logged.
+            BillingError::Provider(provider) => ApiError::BadGateway {
+                message: match &provider {
+                    crate::billing::provider::ProviderError::Refused { .. } => provider.to_string(),
+                    crate::billing::provider::ProviderError::Unreachable(_) => {
+                        "the payment provider could not be reached".into()
+                    }
+                },
+                cause: provider.to_string(),
+            },
+            BillingError::Store(store) => store.into(),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod answer;
 pub mod auth;
+pub mod billing;
 pub mod calls;
 pub mod campaigns;
 pub mod error;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub dialler: crate::dialler::Dialler,
     /// Webhook endpoints' requests: the delivery worker and test pings.
     pub webhooks: crate::events::Webhooks,
+    /// Plans, the trial, and the payment provider.
+    pub billing: crate::billing::Billing,
 }
 
 /// What call set-up needs: stream tokens, the live calls, the public address, carrier secrets.
@@ -151,6 +154,7 @@ impl AppState {
             &telephony.public_url,
         );
         Self {
+            billing: crate::billing::Billing::new(&config.billing, &telephony.public_url),
             knowledge: crate::knowledge::KnowledgeBase::new(db.clone(), Arc::clone(&speech)),
             webhooks,
             upload_limit: limits.max_upload_bytes,
@@ -185,6 +189,7 @@ impl AppState {
                 (name = "numbers", description = "Phone numbers: inventory, provisioning, assignment"),
                 (name = "campaigns", description = "Outbound campaigns and their dialler"),
                 (name = "webhooks", description = "Signed event notifications: endpoints, deliveries, redelivery"),
+                (name = "billing", description = "Usage, plans, the wallet and hosted checkout"),
         (name = "carrier", description = "Call set-up webhooks that carriers call"),
         (name = "system", description = "Health, readiness, metrics and this description"),
     )
@@ -217,6 +222,7 @@ fn split_routes() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
         .merge(plivo::routes())
         .merge(vonage::routes())
         .merge(calls::public_routes())
+        .merge(billing::public_routes())
         .split_for_parts();
     doc.merge(system_doc);
     add_common_responses(&mut doc);
@@ -280,6 +286,7 @@ fn resource_routes() -> OpenApiRouter<AppState> {
         .merge(numbers::routes())
         .merge(campaigns::routes())
         .merge(webhooks::routes())
+        .merge(billing::routes())
 }
 
 /// Builds the whole HTTP application for `state`.

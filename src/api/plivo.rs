@@ -10,7 +10,7 @@ use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
-use super::answer::{self, NO_AGENT, xml_escape, xml_response};
+use super::answer::{self, Answer, xml_escape, xml_response};
 use super::error::{ApiError, ErrorBody};
 use super::extract::query_value;
 use crate::calls::Parties;
@@ -27,7 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     params(("agent_id" = i64, Query, description = "The agent that answers (until numbers are assigned)")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Plivo's call parameters (CallUUID, From, To, …); with GET they come in the query"),
     responses(
-        (status = 200, description = "Plivo XML: a bidirectional <Stream>, or a spoken refusal when no agent answers", content_type = "text/xml"),
+        (status = 200, description = "Plivo XML: a bidirectional <Stream>, or a spoken refusal when no agent answers or the business's minutes and wallet are used up", content_type = "text/xml"),
         (status = 400, body = ErrorBody),
     )
 )]
@@ -46,8 +46,12 @@ async fn answer_call(
         to_number: param("To"),
     };
     let agent = query_value(query.as_deref(), "agent_id");
-    let Some(handed) = answer::hand_out(&state, agent.as_deref(), parties).await? else {
-        return Ok(xml_response(&format!("<Speak>{NO_AGENT}</Speak><Hangup/>")));
+    let handed = match answer::hand_out(&state, agent.as_deref(), parties).await? {
+        Answer::Connect(handed) => handed,
+        Answer::Refuse(message) => {
+            let message = xml_escape(message);
+            return Ok(xml_response(&format!("<Speak>{message}</Speak><Hangup/>")));
+        }
     };
     let url = format!(
         "{}?token={}",

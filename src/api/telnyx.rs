@@ -9,7 +9,7 @@ use axum::response::Response;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
-use super::answer::{self, NO_AGENT, xml_escape, xml_response};
+use super::answer::{self, Answer, xml_escape, xml_response};
 use super::error::{ApiError, ErrorBody};
 use super::extract::query_value;
 use crate::calls::Parties;
@@ -25,7 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     params(("agent_id" = i64, Query, description = "The agent that answers (until numbers are assigned)")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Telnyx's TeXML call parameters (CallSid, From, To, …)"),
     responses(
-        (status = 200, description = "TeXML: <Connect><Stream> to the media websocket, or a spoken refusal when no agent answers", content_type = "text/xml"),
+        (status = 200, description = "TeXML: <Connect><Stream> to the media websocket, or a spoken refusal when no agent answers or the business's minutes and wallet are used up", content_type = "text/xml"),
         (status = 400, body = ErrorBody),
     )
 )]
@@ -44,8 +44,12 @@ async fn voice(
         to_number: param("To"),
     };
     let agent = query_value(query.as_deref(), "agent_id");
-    let Some(handed) = answer::hand_out(&state, agent.as_deref(), parties).await? else {
-        return Ok(xml_response(&format!("<Say>{NO_AGENT}</Say><Hangup/>")));
+    let handed = match answer::hand_out(&state, agent.as_deref(), parties).await? {
+        Answer::Connect(handed) => handed,
+        Answer::Refuse(message) => {
+            let message = xml_escape(message);
+            return Ok(xml_response(&format!("<Say>{message}</Say><Hangup/>")));
+        }
     };
     let url = format!(
         "{}?token={}",

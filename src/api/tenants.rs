@@ -97,7 +97,8 @@ async fn create_tenant(
     let mut fields = Fields::new(&body);
     let name = fields.required_string("name", 100);
     let name = fields.finish_with(name)?;
-    let tenant = accounts::create_tenant(&state.db, auth.user_id, &name).await?;
+    let trial = state.billing.trial();
+    let tenant = accounts::create_tenant(&state.db, auth.user_id, &name, trial).await?;
     Ok((
         StatusCode::CREATED,
         Json(TenantView {

@@ -19,7 +19,7 @@ use sha1::Sha1;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
-use super::answer::{self, NO_AGENT, xml_escape, xml_response};
+use super::answer::{self, Answer, xml_escape, xml_response};
 use super::error::{ApiError, ErrorBody};
 use super::extract::query_value;
 use crate::calls::Parties;
@@ -132,7 +132,7 @@ pub fn valid_signature(
     params(("agent_id" = Option<i64>, Query, description = "The agent that answers; without it, the agent the dialled number (To) is assigned to")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's call parameters (CallSid, From, To, …)"),
     responses(
-        (status = 200, description = "TwiML: <Connect><Stream> with the stream token, or a spoken refusal when no agent answers", content_type = "text/xml"),
+        (status = 200, description = "TwiML: <Connect><Stream> with the stream token, or a spoken refusal when no agent answers or the business's minutes and wallet are used up", content_type = "text/xml"),
         (status = 403, description = "X-Twilio-Signature missing or wrong (when an auth token is configured)", body = ErrorBody),
     )
 )]
@@ -154,8 +154,12 @@ async fn voice(
         to_number: param("To"),
     };
     let agent = query_value(uri.query(), "agent_id");
-    let Some(handed) = answer::hand_out(&state, agent.as_deref(), parties).await? else {
-        return Ok(xml_response(&format!("<Say>{NO_AGENT}</Say><Hangup/>")));
+    let handed = match answer::hand_out(&state, agent.as_deref(), parties).await? {
+        Answer::Connect(handed) => handed,
+        Answer::Refuse(message) => {
+            let message = xml_escape(message);
+            return Ok(xml_response(&format!("<Say>{message}</Say><Hangup/>")));
+        }
     };
     let stream = format!(
         "<Connect><Stream url=\"{}\"><Parameter name=\"token\" value=\"{}\"/><Parameter name=\"call_id\" value=\"{}\"/></Stream></Connect>",

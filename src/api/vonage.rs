@@ -19,7 +19,7 @@ use sha2::Sha256;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
-use super::answer::{self, NO_AGENT};
+use super::answer::{self, Answer};
 use super::error::{ApiError, ErrorBody};
 use super::extract::query_value;
 use crate::calls::Parties;
@@ -37,7 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("uuid" = Option<String>, Query),
     ),
     responses(
-        (status = 200, description = "NCCO: connect to the media websocket, or a spoken refusal when no agent answers"),
+        (status = 200, description = "NCCO: connect to the media websocket, or a spoken refusal when no agent answers or the business's minutes and wallet are used up"),
         (status = 403, description = "The signed JWT is missing or wrong (when a signature secret is configured)", body = ErrorBody),
         (status = 500, body = ErrorBody),
     )
@@ -69,8 +69,9 @@ async fn answer(
         to_number: to.as_deref(),
     };
     let agent = param("agent_id");
-    let Some(handed) = answer::hand_out(&state, agent.as_deref(), parties).await? else {
-        return Ok(Json(json!([{ "action": "talk", "text": NO_AGENT }])));
+    let handed = match answer::hand_out(&state, agent.as_deref(), parties).await? {
+        Answer::Connect(handed) => handed,
+        Answer::Refuse(message) => return Ok(Json(json!([{ "action": "talk", "text": message }]))),
     };
     let telephony = &state.telephony;
     let uri = format!(

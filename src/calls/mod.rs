@@ -11,9 +11,10 @@ pub mod transfer;
 
 use chrono::Utc;
 
+use crate::billing::Blocked;
 use crate::domain::{AgentId, Carrier, Direction, TenantId};
 use crate::store::calls::{self as store, CallRow, NewCall};
-use crate::store::{Db, StoreResult};
+use crate::store::{Db, StoreError, StoreResult};
 use token::{StreamClaims, StreamTokens, TOKEN_TTL_SECS};
 
 /// Ends the calls whose stream token expired before their stream started (one sweep).
@@ -45,7 +46,18 @@ pub struct Parties<'a> {
     pub to_number: Option<&'a str>,
 }
 
-/// Creates the call record (`initiated`) and a stream token bound to it.
+/// Why a call was not handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum HandOutError {
+    /// The business has no trial, included minutes or wallet left.
+    #[error("new calls are refused: {0}")]
+    Refused(Blocked),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates the call record (`initiated`) and a stream token bound to it, if the business may
+/// start a call (see [`crate::billing::can_start_call`]).
 pub async fn hand_out(
     db: &Db,
     tokens: &StreamTokens,
@@ -53,7 +65,11 @@ pub async fn hand_out(
     agent: AgentId,
     agent_version: i64,
     parties: Parties<'_>,
-) -> StoreResult<HandedOut> {
+) -> Result<HandedOut, HandOutError> {
+    if let Err(blocked) = crate::billing::can_start_call(db, tenant).await? {
+        tracing::info!(tenant_id = %tenant, agent_id = %agent, reason = %blocked, "call refused");
+        return Err(HandOutError::Refused(blocked));
+    }
     let call = store::insert(
         db,
         tenant,

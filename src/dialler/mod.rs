@@ -1,6 +1,8 @@
 //! The outbound dialler: every engine process runs one. It claims due targets of running
 //! campaigns (the store's [`claim`](crate::store::telephony::claim) checks each campaign's
-//! concurrency, calls a minute and calling hours, and the business's concurrency), places each
+//! concurrency, calls a minute and calling hours, the business's concurrency, and whether the
+//! business may start calls at all: if its minutes and wallet are used up the campaign is paused
+//! with that reason), places each
 //! call through the carrier, keeps the claims' leases alive, and records each attempt's outcome
 //! as the call record shows it (carriers' progress reports land there, on whichever process
 //! receives them). Attempts whose dialler died are closed by any process once their lease lapses

@@ -117,7 +117,8 @@ pub async fn start(
     Ok(row)
 }
 
-/// Ends a call once, with its duration measured from the start (zero if it never started).
+/// Ends a call once, with its duration measured from the start (zero if it never started), and
+/// bills it in the same transaction (see [`super::billing::meter_in`]).
 pub async fn finish(
     db: &Db,
     tenant: TenantId,
@@ -144,6 +145,7 @@ pub async fn finish(
     if row.started_at.is_some() {
         outbox::push(&mut tx, tenant, outbox::CALL_ENDED, &row.event()).await?;
     }
+    super::billing::meter_in(&mut tx, db.backend(), tenant, &row).await?;
     tx.commit().await?;
     Ok(row)
 }

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod billing;
 pub mod bookings;
 pub mod calls;
 pub mod knowledge;

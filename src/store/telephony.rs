@@ -470,7 +470,8 @@ pub enum NoClaim {
     Wait,
     /// Outside the calling hours.
     OutOfHours,
-    /// The campaign cannot go on (its agent was deleted): it was paused with this reason.
+    /// The campaign cannot go on (its agent was deleted, or its business's minutes and wallet
+    /// are used up): it was paused with this reason.
     Paused(String),
 }
 
@@ -573,6 +574,15 @@ pub async fn claim(
     let Some((target, to)) = target else {
         return Ok(Err(NoClaim::Wait));
     };
+    // A business that may not start calls has its campaigns paused with the reason, not dialled.
+    let period = crate::billing::Period::containing(now_utc).key();
+    let balance = super::billing::balance_in(&mut tx, TenantId(c.tenant_id), &period).await?;
+    if let Err(blocked) = balance.balance().gate() {
+        let reason = format!("calls are paused: {blocked}");
+        pause_in(&mut tx, c.id, &reason).await?;
+        tx.commit().await?;
+        return Ok(Err(NoClaim::Paused(reason)));
+    }
     let lease = Duration::from_std(limits.lease).unwrap_or(Duration::seconds(30));
     let attempt: i64 = sqlx::query_scalar(
         "UPDATE campaign_targets SET status = 'dialling', attempts = attempts + 1, \

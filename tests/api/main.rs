@@ -3,6 +3,7 @@
 
 mod agents;
 mod auth;
+mod billing;
 mod calls;
 mod carriers;
 mod conversations;

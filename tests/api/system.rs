@@ -127,6 +127,13 @@ async fn openapi_describes_every_route_and_docs_page_serves() {
         "POST /carrier/plivo/answer",
         "GET /carrier/vonage/answer",
         "PUT /api/agents/{id}",
+        "GET /api/billing/usage",
+        "GET /api/billing/plans",
+        "POST /api/billing/subscribe",
+        "POST /api/billing/top-up",
+        "GET /billing/checkout/{token}",
+        "POST /billing/checkout/{token}",
+        "POST /billing/stripe/webhook",
     ];
     expected.sort_unstable();
     assert_eq!(operations, expected);

@@ -1,0 +1,705 @@
+//! Billing: plans, the trial, usage metering, the wallet, and hosted checkout.
+//!
+//! Metering. A call is billed when it ends, in the transaction that ends it
+//! ([`crate::store::calls::finish`] → [`crate::store::billing::meter_in`]): its connected
+//! duration rounded up to the whole second ([`billed_seconds`]) is paid for, in order, from the
+//! business's lifetime trial seconds, then the included seconds its plan has left in the current
+//! period (a calendar month in UTC, [`Period`]), then the wallet at the plan's overage rate,
+//! rounded up to the cent per call ([`Balance::split`]). A business without a plan pays past its
+//! trial from the wallet at the pay-as-you-go rate (the starter plan's overage rate). The wallet
+//! may go below zero: calls in progress are never cut.
+//!
+//! Enforcement. A business may start a call while any of the three is left
+//! ([`Balance::gate`]); [`can_start_call`] is one query, asked when a call is handed out (inbound
+//! and test calls) and inside the dialler's claim transaction (outbound).
+//!
+//! Checkout. [`Billing::checkout`] asks the configured [`provider::PaymentProvider`] for a hosted
+//! page (the engine's own [`builtin`] page, or [`stripe`] Checkout) and records the session with
+//! the terms on offer; completing it (the built-in page's confirmation, or Stripe's signed
+//! `checkout.session.completed`) activates the plan or credits the wallet exactly once.
+//!
+//! Everything here but [`Billing`]'s methods is arithmetic without I/O; the store uses it inside
+//! its transactions.
+
+pub mod builtin;
+pub mod provider;
+pub mod stripe;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, SecondsFormat, TimeZone, Utc};
+use secrecy::ExposeSecret;
+
+use crate::config::{BillingSettings, PaymentProviderChoice, PlanTerms};
+use crate::domain::TenantId;
+use crate::store::billing::{self as store, CheckoutRow, NewCheckout};
+use crate::store::{Db, StoreError, StoreResult};
+use provider::{Order, PaymentProvider, ProviderError, ProviderKind};
+
+/// How long a checkout session can be completed.
+pub const CHECKOUT_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// Smallest and largest wallet top-up, in cents.
+pub const TOP_UP_MIN_CENTS: i64 = 500;
+pub const TOP_UP_MAX_CENTS: i64 = 100_000;
+
+/// The plans on offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Plan {
+    Starter,
+    Pro,
+    Enterprise,
+}
+
+impl Plan {
+    pub const ALL: [Plan; 3] = [Plan::Starter, Plan::Pro, Plan::Enterprise];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Starter => "starter",
+            Plan::Pro => "pro",
+            Plan::Enterprise => "enterprise",
+        }
+    }
+
+    /// For people: `Starter`, `Pro`, `Enterprise`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Plan::Starter => "Starter",
+            Plan::Pro => "Pro",
+            Plan::Enterprise => "Enterprise",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Plan> {
+        Plan::ALL.into_iter().find(|p| p.as_str() == raw)
+    }
+}
+
+/// A billing period: a calendar month in UTC, `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Period {
+    /// The month `at` falls in.
+    pub fn containing(at: DateTime<Utc>) -> Period {
+        let month_start = |year: i32, month: u32| {
+            Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0)
+                .single()
+                .expect("the first of a month at midnight UTC exists")
+        };
+        let start = month_start(at.year(), at.month());
+        let end = if at.month() == 12 {
+            month_start(at.year() + 1, 1)
+        } else {
+            month_start(at.year(), at.month() + 1)
+        };
+        Period { start, end }
+    }
+
+    /// The period as usage records name it: its start, RFC 3339 with milliseconds.
+    pub fn key(&self) -> String {
+        stamp(self.start)
+    }
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The seconds a call is billed for: its connected duration rounded up to the whole second.
+pub fn billed_seconds(duration_ms: i64) -> i64 {
+    if duration_ms <= 0 {
+        0
+    } else {
+        (duration_ms + 999) / 1000
+    }
+}
+
+/// Seconds as minutes for display: rounded up to the next tenth of a minute.
+pub fn shown_minutes(seconds: i64) -> f64 {
+    let tenths = (seconds.max(0) * 10 + 59) / 60;
+    tenths as f64 / 10.0
+}
+
+/// What `seconds` of overage cost at `cents_per_minute`, rounded up to the cent.
+pub fn overage_cents(seconds: i64, cents_per_minute: i64) -> i64 {
+    (seconds.max(0) * cents_per_minute.max(0) + 59) / 60
+}
+
+/// What a new business starts with: its trial, and the rate its wallet pays past the trial
+/// before it has a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrialGrant {
+    pub seconds: i64,
+    pub overage_cents_per_minute: i64,
+}
+
+/// A business's billing state in one period, as metering and enforcement read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Balance {
+    pub plan: Option<Plan>,
+    /// Lifetime trial seconds left.
+    pub trial_seconds: i64,
+    /// The plan's included seconds a period (0 without a plan).
+    pub included_seconds: i64,
+    /// Included seconds already used this period.
+    pub included_used_seconds: i64,
+    pub wallet_cents: i64,
+    /// What the wallet pays a minute past the trial and the included seconds.
+    pub overage_cents_per_minute: i64,
+}
+
+/// How one call's billed seconds were paid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Split {
+    pub seconds: i64,
+    pub trial_seconds: i64,
+    pub included_seconds: i64,
+    pub overage_seconds: i64,
+    /// Charged to the wallet for the overage.
+    pub wallet_cents: i64,
+}
+
+/// Why new calls are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Blocked {
+    #[error(
+        "the trial minutes are used up and the wallet is empty: subscribe to a plan or top up \
+         the wallet"
+    )]
+    TrialUsedUp,
+    #[error(
+        "the {} plan's included minutes for this period are used up and the wallet is empty: \
+         top up the wallet or change plan", .0.as_str()
+    )]
+    IncludedUsedUp(Plan),
+}
+
+impl Balance {
+    /// Included seconds left this period.
+    pub fn included_remaining(&self) -> i64 {
+        match self.plan {
+            Some(_) => (self.included_seconds - self.included_used_seconds).max(0),
+            None => 0,
+        }
+    }
+
+    /// Pays for a call of `seconds`: trial first, then the plan's included seconds, then the
+    /// wallet at the overage rate.
+    pub fn split(&self, seconds: i64) -> Split {
+        let seconds = seconds.max(0);
+        let trial_seconds = seconds.min(self.trial_seconds.max(0));
+        let included_seconds = (seconds - trial_seconds).min(self.included_remaining());
+        let overage_seconds = seconds - trial_seconds - included_seconds;
+        Split {
+            seconds,
+            trial_seconds,
+            included_seconds,
+            overage_seconds,
+            wallet_cents: overage_cents(overage_seconds, self.overage_cents_per_minute),
+        }
+    }
+
+    /// Whether a new call may start: while trial, included seconds or wallet are left.
+    pub fn gate(&self) -> Result<(), Blocked> {
+        if self.trial_seconds > 0 || self.included_remaining() > 0 || self.wallet_cents > 0 {
+            return Ok(());
+        }
+        Err(match self.plan {
+            Some(plan) => Blocked::IncludedUsedUp(plan),
+            None => Blocked::TrialUsedUp,
+        })
+    }
+}
+
+/// Whether `tenant` may start a new call now (one query).
+pub async fn can_start_call(db: &Db, tenant: TenantId) -> StoreResult<Result<(), Blocked>> {
+    let period = Period::containing(Utc::now());
+    let row = store::balance(db, tenant, &period.key()).await?;
+    Ok(row.balance().gate())
+}
+
+/// A business's usage in the current period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Usage {
+    pub plan: Option<Plan>,
+    pub period: Period,
+    pub seconds_used: i64,
+    pub included_seconds: i64,
+    pub included_remaining_seconds: i64,
+    pub trial_seconds_remaining: i64,
+    pub wallet_cents: i64,
+    pub overage_cents_per_minute: i64,
+    pub blocked: Option<Blocked>,
+}
+
+/// What a checkout buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purchase {
+    Plan(Plan),
+    TopUp { amount_cents: i64 },
+}
+
+impl Purchase {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Purchase::Plan(_) => "plan",
+            Purchase::TopUp { .. } => "top_up",
+        }
+    }
+
+    pub fn plan(&self) -> Option<Plan> {
+        match self {
+            Purchase::Plan(plan) => Some(*plan),
+            Purchase::TopUp { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("no such checkout session")]
+    CheckoutNotFound,
+    #[error("the checkout session has expired")]
+    CheckoutExpired,
+    #[error("stripe webhooks are not configured")]
+    StripeNotConfigured,
+    #[error("invalid Stripe-Signature: {0}")]
+    BadSignature(&'static str),
+    #[error("unreadable event: {0}")]
+    BadEvent(String),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What completing a checkout session did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// The plan is active, or the wallet credited, now.
+    Applied,
+    /// It had already been completed: nothing changed.
+    AlreadyCompleted,
+}
+
+/// What a Stripe webhook event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StripeOutcome {
+    Completed(Completion),
+    Expired,
+    /// Another event type, an unpaid session, or a session that is not ours.
+    Ignored,
+}
+
+/// The billing service: the configured plans and trial, and the payment provider.
+#[derive(Clone)]
+pub struct Billing {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: BillingSettings,
+    provider: Arc<dyn PaymentProvider>,
+    /// The engine's externally reachable base URL, without a trailing slash.
+    public_url: String,
+}
+
+impl Billing {
+    pub fn new(settings: &BillingSettings, public_url: &str) -> Self {
+        let provider: Arc<dyn PaymentProvider> = match settings.provider {
+            PaymentProviderChoice::Builtin => Arc::new(builtin::Builtin),
+            PaymentProviderChoice::Stripe => Arc::new(stripe::Stripe::new(settings)),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                settings: settings.clone(),
+                provider,
+                public_url: public_url.trim_end_matches('/').to_owned(),
+            }),
+        }
+    }
+
+    /// What a business gets when it is created.
+    pub fn trial(&self) -> TrialGrant {
+        let settings = &self.inner.settings;
+        TrialGrant {
+            seconds: i64::from(settings.trial_minutes) * 60,
+            overage_cents_per_minute: i64::from(settings.plans.starter.overage_cents_per_minute),
+        }
+    }
+
+    pub fn terms(&self, plan: Plan) -> PlanTerms {
+        let plans = &self.inner.settings.plans;
+        match plan {
+            Plan::Starter => plans.starter,
+            Plan::Pro => plans.pro,
+            Plan::Enterprise => plans.enterprise,
+        }
+    }
+
+    pub fn currency(&self) -> &str {
+        &self.inner.settings.currency
+    }
+
+    pub fn provider(&self) -> ProviderKind {
+        self.inner.provider.kind()
+    }
+
+    /// The tenant's usage in the current period.
+    pub async fn usage(&self, db: &Db, tenant: TenantId) -> StoreResult<Usage> {
+        let period = Period::containing(Utc::now());
+        let row = store::balance(db, tenant, &period.key()).await?;
+        let balance = row.balance();
+        Ok(Usage {
+            plan: balance.plan,
+            period,
+            seconds_used: row.seconds_used,
+            included_seconds: balance.included_seconds,
+            included_remaining_seconds: balance.included_remaining(),
+            trial_seconds_remaining: balance.trial_seconds.max(0),
+            wallet_cents: balance.wallet_cents,
+            overage_cents_per_minute: balance.overage_cents_per_minute,
+            blocked: balance.gate().err(),
+        })
+    }
+
+    /// The URL of a session's page on the engine (the built-in checkout; Stripe returns there).
+    pub fn page_url(&self, token: &str) -> String {
+        format!("{}/billing/checkout/{token}", self.inner.public_url)
+    }
+
+    /// Opens a hosted checkout for `purchase`; returns the URL to send the buyer to.
+    pub async fn checkout(
+        &self,
+        db: &Db,
+        tenant: TenantId,
+        purchase: Purchase,
+    ) -> Result<String, BillingError> {
+        let trial = self.trial();
+        let (amount_cents, included_seconds, overage_cents_per_minute) = match purchase {
+            Purchase::Plan(plan) => {
+                let terms = self.terms(plan);
+                (
+                    i64::from(terms.price_cents),
+                    i64::from(terms.included_minutes) * 60,
+                    i64::from(terms.overage_cents_per_minute),
+                )
+            }
+            // The rate a wallet pays without a plan, should this top-up be the first money.
+            Purchase::TopUp { amount_cents } => (amount_cents, 0, trial.overage_cents_per_minute),
+        };
+        let token = new_token();
+        let page_url = self.page_url(&token);
+        let hosted = self
+            .inner
+            .provider
+            .create_checkout(&Order {
+                token: &token,
+                tenant,
+                purchase,
+                amount_cents,
+                currency: self.currency(),
+                return_url: &page_url,
+            })
+            .await?;
+        let now = Utc::now();
+        store::insert_checkout(
+            db,
+            tenant,
+            &NewCheckout {
+                kind: purchase.kind(),
+                plan: purchase.plan().map(Plan::as_str),
+                amount_cents,
+                currency: self.currency(),
+                included_seconds,
+                overage_cents_per_minute,
+                provider: self.provider().as_str(),
+                provider_session_id: hosted.provider_session_id.as_deref(),
+                token_hash: &token_hash(&token),
+                // The built-in page's URL is the token, which is never stored.
+                url: hosted
+                    .provider_session_id
+                    .as_ref()
+                    .map(|_| hosted.url.as_str()),
+                created_at: &stamp(now),
+                expires_at: &stamp(now + CHECKOUT_TTL),
+            },
+        )
+        .await?;
+        tracing::info!(
+            tenant_id = %tenant, kind = purchase.kind(), plan = purchase.plan().map(Plan::as_str),
+            provider = self.provider().as_str(), "checkout session opened"
+        );
+        Ok(hosted.url)
+    }
+
+    /// The checkout session a page token names; expired built-in sessions are marked so and not
+    /// found.
+    pub async fn session(&self, db: &Db, token: &str) -> Result<CheckoutRow, BillingError> {
+        let row = store::checkout_by_token(db, &token_hash(token))
+            .await?
+            .ok_or(BillingError::CheckoutNotFound)?;
+        let expired = row.status == "expired"
+            || (row.status == "open"
+                && row.provider == ProviderKind::Builtin.as_str()
+                && row.expires_at <= stamp(Utc::now()));
+        if expired {
+            store::expire_checkout(db, row.id).await?;
+            return Err(BillingError::CheckoutExpired);
+        }
+        Ok(row)
+    }
+
+    /// Confirms a built-in checkout: activates its plan or credits the wallet, once. Stripe's
+    /// sessions are completed only by Stripe's signed webhook.
+    pub async fn confirm_builtin(&self, db: &Db, token: &str) -> Result<Completion, BillingError> {
+        let row = self.session(db, token).await?;
+        if row.provider != ProviderKind::Builtin.as_str() {
+            return Err(BillingError::CheckoutNotFound);
+        }
+        complete(db, &row).await
+    }
+
+    /// Handles a Stripe webhook delivery: checks its signature, then completes or expires the
+    /// checkout session it names.
+    pub async fn stripe_event(
+        &self,
+        db: &Db,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<StripeOutcome, BillingError> {
+        let secret = self
+            .inner
+            .settings
+            .stripe
+            .webhook_secret
+            .as_ref()
+            .ok_or(BillingError::StripeNotConfigured)?;
+        let signature = signature.ok_or(BillingError::BadSignature("missing"))?;
+        stripe::verify_signature(
+            secret.expose_secret(),
+            signature,
+            body,
+            Utc::now().timestamp(),
+        )
+        .map_err(BillingError::BadSignature)?;
+        let event = stripe::Event::parse(body).map_err(BillingError::BadEvent)?;
+        let Some(session) = event.checkout_session() else {
+            return Ok(StripeOutcome::Ignored);
+        };
+        let Some(reference) = session.client_reference_id.as_deref() else {
+            return Ok(StripeOutcome::Ignored);
+        };
+        let row = store::checkout_by_token(db, &token_hash(reference)).await?;
+        let Some(row) = row.filter(|row| {
+            row.provider == ProviderKind::Stripe.as_str()
+                && row.provider_session_id.as_deref() == Some(session.id.as_str())
+        }) else {
+            tracing::info!(event = %event.kind, "stripe event for a checkout session that is not ours");
+            return Ok(StripeOutcome::Ignored);
+        };
+        match event.kind.as_str() {
+            stripe::SESSION_COMPLETED | stripe::ASYNC_PAYMENT_SUCCEEDED if session.is_paid() => {
+                Ok(StripeOutcome::Completed(complete(db, &row).await?))
+            }
+            stripe::SESSION_EXPIRED => {
+                store::expire_checkout(db, row.id).await?;
+                Ok(StripeOutcome::Expired)
+            }
+            _ => Ok(StripeOutcome::Ignored),
+        }
+    }
+}
+
+async fn complete(db: &Db, row: &CheckoutRow) -> Result<Completion, BillingError> {
+    let applied = store::complete_checkout(db, row.id).await?;
+    if applied {
+        tracing::info!(
+            tenant_id = row.tenant_id, checkout_id = row.id, kind = %row.kind,
+            plan = row.plan.as_deref(), amount_cents = row.amount_cents, "checkout completed"
+        );
+        Ok(Completion::Applied)
+    } else {
+        Ok(Completion::AlreadyCompleted)
+    }
+}
+
+/// A checkout token: 256 random bits in hex.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// SHA-256 of a checkout token, as stored.
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// An amount for people: `49.00 USD`.
+pub fn money(cents: i64, currency: &str) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!(
+        "{sign}{}.{:02} {}",
+        cents / 100,
+        cents % 100,
+        currency.to_ascii_uppercase()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn calls_are_billed_by_the_second_rounded_up() {
+        assert_eq!(billed_seconds(0), 0);
+        assert_eq!(billed_seconds(-5), 0);
+        assert_eq!(billed_seconds(1), 1);
+        assert_eq!(billed_seconds(999), 1);
+        assert_eq!(billed_seconds(1_000), 1);
+        assert_eq!(billed_seconds(1_001), 2);
+        assert_eq!(billed_seconds(61_500), 62);
+    }
+
+    #[test]
+    fn minutes_are_shown_rounded_up_to_a_tenth() {
+        assert_eq!(shown_minutes(0), 0.0);
+        assert_eq!(shown_minutes(1), 0.1);
+        assert_eq!(shown_minutes(6), 0.1);
+        assert_eq!(shown_minutes(7), 0.2);
+        assert_eq!(shown_minutes(60), 1.0);
+        assert_eq!(shown_minutes(61), 1.1);
+        assert_eq!(shown_minutes(207), 3.5);
+        assert_eq!(shown_minutes(87 * 60), 87.0);
+    }
+
+    #[test]
+    fn overage_is_rounded_up_to_the_cent() {
+        assert_eq!(overage_cents(0, 12), 0);
+        assert_eq!(overage_cents(1, 12), 1);
+        assert_eq!(overage_cents(5, 12), 1);
+        assert_eq!(overage_cents(26, 12), 6);
+        assert_eq!(overage_cents(60, 15), 15);
+        assert_eq!(overage_cents(61, 15), 16);
+    }
+
+    #[test]
+    fn periods_are_calendar_months_in_utc() {
+        let p = Period::containing(at("2025-03-15T10:00:00Z"));
+        assert_eq!(p.start, at("2025-03-01T00:00:00Z"));
+        assert_eq!(p.end, at("2025-04-01T00:00:00Z"));
+        assert_eq!(p.key(), "2025-03-01T00:00:00.000Z");
+        let december = Period::containing(at("2024-12-31T23:59:59.999Z"));
+        assert_eq!(december.start, at("2024-12-01T00:00:00Z"));
+        assert_eq!(december.end, at("2025-01-01T00:00:00Z"));
+        let first_instant = Period::containing(at("2025-01-01T00:00:00Z"));
+        assert_eq!(first_instant.start, at("2025-01-01T00:00:00Z"));
+        // 9 am on 1 March in Sydney is still February in UTC, and February is what counts.
+        let leap = Period::containing(at("2024-03-01T09:00:00+11:00"));
+        assert_eq!(leap.start, at("2024-02-01T00:00:00Z"));
+        assert_eq!(leap.end, at("2024-03-01T00:00:00Z"));
+    }
+
+    fn balance(plan: Option<Plan>, trial: i64, included: i64, used: i64, wallet: i64) -> Balance {
+        Balance {
+            plan,
+            trial_seconds: trial,
+            included_seconds: included,
+            included_used_seconds: used,
+            wallet_cents: wallet,
+            overage_cents_per_minute: 12,
+        }
+    }
+
+    #[test]
+    fn calls_are_paid_from_trial_then_included_then_wallet() {
+        let b = balance(Some(Plan::Pro), 14, 120, 0, 500);
+        assert_eq!(
+            b.split(100),
+            Split {
+                seconds: 100,
+                trial_seconds: 14,
+                included_seconds: 86,
+                overage_seconds: 0,
+                wallet_cents: 0
+            }
+        );
+        let b = balance(Some(Plan::Pro), 0, 120, 86, 500);
+        assert_eq!(
+            b.split(60),
+            Split {
+                seconds: 60,
+                trial_seconds: 0,
+                included_seconds: 34,
+                overage_seconds: 26,
+                wallet_cents: 6
+            }
+        );
+        // Included seconds used beyond the allowance (a plan changed mid-period) count as none.
+        let b = balance(Some(Plan::Starter), 0, 60, 90, 0);
+        assert_eq!(b.included_remaining(), 0);
+        assert_eq!(b.split(10).overage_seconds, 10);
+        // Without a plan nothing is included, even if a snapshot says otherwise.
+        let b = balance(None, 30, 6_000, 0, 100);
+        assert_eq!(
+            b.split(45),
+            Split {
+                seconds: 45,
+                trial_seconds: 30,
+                included_seconds: 0,
+                overage_seconds: 15,
+                wallet_cents: 3
+            }
+        );
+        assert_eq!(b.split(0), Split::default());
+    }
+
+    #[test]
+    fn new_calls_are_refused_only_when_trial_included_and_wallet_are_all_gone() {
+        assert_eq!(balance(None, 1, 0, 0, 0).gate(), Ok(()));
+        assert_eq!(balance(None, 0, 0, 0, 1).gate(), Ok(()));
+        assert_eq!(balance(Some(Plan::Pro), 0, 60, 59, 0).gate(), Ok(()));
+        assert_eq!(balance(None, 0, 0, 0, 0).gate(), Err(Blocked::TrialUsedUp));
+        assert_eq!(
+            balance(None, 0, 0, 0, -40).gate(),
+            Err(Blocked::TrialUsedUp)
+        );
+        assert_eq!(
+            balance(Some(Plan::Pro), 0, 60, 60, 0).gate(),
+            Err(Blocked::IncludedUsedUp(Plan::Pro))
+        );
+        assert!(
+            Blocked::IncludedUsedUp(Plan::Pro)
+                .to_string()
+                .contains("pro plan's included minutes")
+        );
+    }
+
+    #[test]
+    fn money_is_shown_with_its_currency() {
+        assert_eq!(money(4_900, "usd"), "49.00 USD");
+        assert_eq!(money(5, "eur"), "0.05 EUR");
+        assert_eq!(money(-120, "usd"), "-1.20 USD");
+    }
+
+    #[test]
+    fn tokens_are_256_bits_and_stored_hashed() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), a);
+    }
+}
