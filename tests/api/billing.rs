@@ -22,6 +22,7 @@ use callgenius::domain::{CallId, CallStatus, TenantId};
 use callgenius::store::Db;
 
 use crate::helpers::{Session, TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::telephony::number_for;
 
 async fn usage(app: &TestApp, s: &Session) -> Value {
     let r = app.get("/api/billing/usage", &s.token).await;
@@ -383,35 +384,6 @@ fn dials(data_dir: &std::path::Path) -> usize {
         .unwrap_or_default()
         .lines()
         .count()
-}
-
-/// Provisions a sandbox number and assigns it to `agent`; returns the number.
-async fn number_for(app: &TestApp, s: &Session, agent: i64) -> String {
-    let offer = app
-        .get(
-            "/api/numbers/available?country=AU&area_code=2&limit=1",
-            &s.token,
-        )
-        .await;
-    let number = offer.body[0]["phone_number"].as_str().unwrap().to_owned();
-    let r = app
-        .post(
-            "/api/numbers",
-            &s.token,
-            json!({ "phone_number": number, "country": "AU" }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let id = r.body["id"].as_i64().unwrap();
-    let r = app
-        .post(
-            &format!("/api/numbers/{id}/assign"),
-            &s.token,
-            json!({ "agent_id": agent }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    number
 }
 
 async fn inbound_twiml(app: &TestApp, to: &str) -> String {

@@ -27,6 +27,12 @@ pub(crate) fn rule(number: &str, outcome: SandboxOutcome) -> SandboxRule {
 pub(crate) async fn business_with_number(app: &TestApp, email: &str) -> (Session, i64, String) {
     let s = app.register(email, "Harbour Dental").await;
     let agent = app.create_agent(&s.token, "Outreach").await;
+    let number = number_for(app, &s, agent).await;
+    (s, agent, number)
+}
+
+/// Provisions an AU number from the carrier's inventory and assigns it to `agent`; returns it.
+pub(crate) async fn number_for(app: &TestApp, s: &Session, agent: i64) -> String {
     let offer = app
         .get(
             "/api/numbers/available?country=AU&area_code=2&limit=1",
@@ -52,7 +58,7 @@ pub(crate) async fn business_with_number(app: &TestApp, email: &str) -> (Session
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    (s, agent, number)
+    number
 }
 
 async fn database(url: &str) -> sqlx::AnyConnection {
@@ -734,14 +740,14 @@ async fn cancelling_mid_run_lets_ringing_calls_finish_and_tries_no_one_again() {
 // Engine processes
 
 /// An engine running as its own process (`callgenius serve`).
-struct Engine {
-    child: std::process::Child,
-    base: String,
+pub(crate) struct Engine {
+    pub(crate) child: std::process::Child,
+    pub(crate) base: String,
 }
 
 impl Engine {
     /// Starts `callgenius serve` on a free port with `data_dir`, `database_url` and extra TOML.
-    async fn start(data_dir: &Path, database_url: &str, toml: &str) -> Engine {
+    pub(crate) async fn start(data_dir: &Path, database_url: &str, toml: &str) -> Engine {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -796,7 +802,7 @@ impl Drop for Engine {
 }
 
 /// The database the engine processes share: the test PostgreSQL database, or a SQLite file.
-async fn shared_database(dir: &Path) -> String {
+pub(crate) async fn shared_database(dir: &Path) -> String {
     match crate::helpers::test_database().await {
         Some(url) => url.expose_secret().to_owned(),
         None => format!("sqlite://{}?mode=rwc", dir.join("shared.db").display()),

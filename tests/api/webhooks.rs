@@ -8,7 +8,6 @@
 //! real call.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use callgenius::carrier::sandbox::SandboxOutcome;
@@ -16,11 +15,12 @@ use callgenius::config::{Config, WebhookSettings};
 use callgenius::domain::{AgentId, CallId, CallStatus, Carrier, Direction, TenantId};
 use callgenius::store::{Db, calls};
 use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::helpers::{Session, TestApp, assert_error, spawn_app_with};
 use crate::receiver::{Mode, Receiver, verify, verify_with_readme_python};
+use crate::telephony::{Engine, shared_database};
 
 const CALL_EVENTS: [&str; 3] = ["call.started", "call.ended", "call.transcript_ready"];
 
@@ -661,71 +661,15 @@ async fn redirects_are_not_followed_disabled_endpoints_get_nothing_and_redeliver
 // ---------------------------------------------------------------------------------------------
 // Engine processes
 
-struct Engine {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Engine {
-    async fn start(dir: &Path, database_url: &str) -> Engine {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.join(format!("engine-{port}.toml"));
-        std::fs::write(
-            &config,
-            "preload_models = false\nrequests_per_minute = 100000\n\
-             webhook_requests_per_minute = 100000\n[webhooks]\ntimeout_ms = 400\n\
-             retry_base_ms = 100\nretry_max_ms = 400\nlease_secs = 2\npoll_ms = 50\n",
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join(format!("engine-{port}.log"))).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_callgenius"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .args(["--addr", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--database-url", database_url])
-            .arg("--models-dir")
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("callgenius serve starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let until = Instant::now() + Duration::from_secs(60);
-        while client.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(Instant::now() < until, "engine never answered on {base}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Engine { child, base }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn shared_database(dir: &Path) -> String {
-    match crate::helpers::test_database().await {
-        Some(url) => url.expose_secret().to_owned(),
-        None => format!("sqlite://{}?mode=rwc", dir.join("shared.db").display()),
-    }
-}
+/// Fast webhook retries for engine processes (see [`fast`]).
+const FAST_WEBHOOKS: &str = "webhook_requests_per_minute = 100000\n[webhooks]\ntimeout_ms = 400\n\
+     retry_base_ms = 100\nretry_max_ms = 400\nlease_secs = 2\npoll_ms = 50\n";
 
 #[tokio::test]
 async fn an_engine_killed_mid_retry_is_replaced_and_no_event_is_lost_or_sent_twice() {
     let dir = tempfile::tempdir().unwrap();
     let url = shared_database(dir.path()).await;
-    let mut first = Engine::start(dir.path(), &url).await;
+    let mut first = Engine::start(dir.path(), &url, FAST_WEBHOOKS).await;
     let app = TestApp::at(first.base.clone(), url.clone().into());
     let receiver = Receiver::start().await;
     receiver.set_mode(Mode::Fail(503));
@@ -742,7 +686,7 @@ async fn an_engine_killed_mid_retry_is_replaced_and_no_event_is_lost_or_sent_twi
     receiver.set_mode(Mode::Accept);
     // More events while no engine runs.
     interleaved_calls(&db, s.tenant_id, agent, 2).await;
-    let _second = Engine::start(dir.path(), &url).await;
+    let _second = Engine::start(dir.path(), &url, FAST_WEBHOOKS).await;
     let expected = outbox_ids(&db, s.tenant_id).await;
     assert_eq!(expected.len(), 30);
     receiver.wait_accepted(30, Duration::from_secs(60)).await;
