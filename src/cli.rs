@@ -30,6 +30,56 @@ pub enum Command {
     Speak(SpeakArgs),
     /// Call an agent like a carrier would (Twilio Media Streams), from a WAV file of the caller.
     Call(CallArgs),
+    /// Drive many real calls at once and report voice-to-voice latency, the engine's stages and
+    /// the concurrency it sustains.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The engine to call (not with --spawn).
+    #[arg(long, env = "CALLGENIUS_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Start an engine for the bench (this binary, a temporary SQLite data dir) and stop it after.
+    #[arg(long)]
+    pub spawn: bool,
+    /// Concurrent calls (call slots; each starts calls back to back for --duration).
+    #[arg(long, default_value_t = 1)]
+    pub calls: usize,
+    /// Seconds to keep starting calls (per step with --ramp); calls in progress then finish.
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Raise concurrency through --steps until the p95 latency passes --slo or the audio
+    /// degrades; report the highest that held.
+    #[arg(long, conflicts_with = "soak")]
+    pub ramp: bool,
+    /// The concurrency steps of --ramp.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,6,8,12,16,24,32")]
+    pub steps: Vec<usize>,
+    /// The p95 voice-to-voice latency a --ramp step must stay within, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub slo: u64,
+    /// Run --calls slots for this many minutes, sampling the engine's memory and open files.
+    #[arg(long)]
+    pub soak: Option<u64>,
+    /// Directory of the caller's WAV files.
+    #[arg(long, default_value = "fixtures/conversations")]
+    pub audio: PathBuf,
+    /// The conversation: NAME-1.wav, NAME-2.wav, … in --audio.
+    #[arg(long, default_value = "booking-joe")]
+    pub conversation: String,
+    /// How long the caller waits after the agent stops talking before speaking again.
+    #[arg(long, default_value_t = 800)]
+    pub pause_ms: u64,
+    /// The engine's process id, to sample its CPU and memory (automatic with --spawn).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// With --spawn: directory of the model files.
+    #[arg(long, env = "CALLGENIUS_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cli::{CallArgs, SpeakArgs, TranscribeArgs};
+use crate::cli::{BenchArgs, CallArgs, SpeakArgs, TranscribeArgs};
 use crate::models::{self, moonshine::Moonshine, piper::Voice};
 use crate::pipeline::{resample::resample, wav};
 use crate::simulator::{self, CallPlan};
@@ -122,5 +122,62 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
         "  frames sent {}, received {}, marks {}, clears {}",
         report.frames_sent, report.frames_received, report.marks, report.clears
     );
+    Ok(())
+}
+
+/// `callgenius bench`: see [`crate::bench`].
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    use crate::bench::{self, BenchPlan, Mode};
+    use std::time::Duration;
+    let utterances = bench::load_conversation(&args.audio, Some(&args.conversation))?;
+    let duration = Duration::from_secs(args.duration.max(1));
+    let mode = if args.ramp {
+        Mode::Ramp {
+            steps: args.steps.clone(),
+            duration,
+            slo: Duration::from_millis(args.slo),
+        }
+    } else if let Some(minutes) = args.soak {
+        Mode::Soak {
+            calls: args.calls.max(1),
+            duration: Duration::from_secs(minutes.max(1) * 60),
+            sample: Duration::from_secs(5),
+        }
+    } else {
+        Mode::Fixed {
+            calls: args.calls.max(1),
+            duration,
+        }
+    };
+    let plan = BenchPlan {
+        url: (!args.spawn).then(|| args.url.clone()),
+        spawn: args.spawn,
+        models_dir: args.models_dir.clone(),
+        pid: args.pid,
+        mode,
+        utterances,
+        pause: Duration::from_millis(args.pause_ms),
+    };
+    let report = bench::run(plan, |step| {
+        eprintln!(
+            "bench: {} calls: {} calls done, {} turns, p50 {} ms, p95 {} ms{}",
+            step.concurrency,
+            step.calls,
+            step.turns,
+            step.latency_ms.p50.map_or(-1.0, |v| v.round()),
+            step.latency_ms.p95.map_or(-1.0, |v| v.round()),
+            match step.held {
+                Some(true) => ", held",
+                Some(false) => ", did not hold",
+                None => "",
+            }
+        );
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", bench::table(&report));
+    }
     Ok(())
 }

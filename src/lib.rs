@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod billing;
 pub mod calls;
 pub mod carrier;

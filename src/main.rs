@@ -22,5 +22,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Transcribe(args) => commands::transcribe(args),
         Command::Speak(args) => commands::speak(args),
         Command::Call(args) => commands::call(args).await,
+        Command::Bench(args) => commands::bench(args).await,
     }
 }

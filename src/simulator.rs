@@ -336,6 +336,44 @@ pub struct StreamReport {
     pub clears: usize,
     /// The engine closed the stream.
     pub agent_hung_up: bool,
+    /// When each utterance was played, from the moment the stream opened.
+    pub utterances: Vec<UtteranceTiming>,
+    /// When each agent frame with sound in it (not silence) arrived, from the same moment.
+    pub agent_voiced: Vec<Duration>,
+    /// Agent frames that arrived after the audio before them had finished playing, in the
+    /// middle of a reply: the caller heard a gap.
+    pub late_frames: usize,
+}
+
+/// When the far end played one utterance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtteranceTiming {
+    /// Its first frame was sent.
+    pub started: Duration,
+    /// Its speech ended: the start of its trailing silence, as known from the audio.
+    pub speech_end: Duration,
+    /// Its last frame (trailing silence included) was sent.
+    pub ended: Duration,
+}
+
+/// A frame's level above which it counts as sound: -40 dBFS RMS.
+const VOICED_RMS: f32 = 0.01;
+
+fn rms(samples: &[f32]) -> f32 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|x| x * x).sum::<f32>() / samples.len() as f32).sqrt()
+}
+
+/// How much of `samples` comes before its trailing silence (20 ms windows at `rate`).
+pub fn voiced_length(samples: &[f32], rate: u32) -> Duration {
+    let window = (rate as usize / 50).max(1);
+    let voiced_windows = samples
+        .chunks(window)
+        .rposition(|w| rms(w) > VOICED_RMS)
+        .map_or(0, |i| i + 1);
+    Duration::from_secs_f64((voiced_windows * window).min(samples.len()) as f64 / f64::from(rate))
 }
 
 /// Connects to a media stream and plays `plan`'s side of the call in real time (see the module
@@ -353,6 +391,12 @@ pub async fn stream(plan: StreamPlan) -> Result<StreamReport, SimulatorError> {
     let format = carrier.format();
     let mut encoder = LineEncoder::new(format)?;
     let mut utterances = Vec::with_capacity(plan.utterances.len());
+    let speed = f64::from(plan.speed.max(0.1));
+    let voiced: Vec<Duration> = plan
+        .utterances
+        .iter()
+        .map(|a| voiced_length(&a.samples, a.sample_rate).div_f64(speed))
+        .collect();
     for audio in &plan.utterances {
         let line = resample(&audio.samples, audio.sample_rate, format.sample_rate)
             .map_err(|e| SimulatorError::Resample(e.to_string()))?;
@@ -393,12 +437,25 @@ pub async fn stream(plan: StreamPlan) -> Result<StreamReport, SimulatorError> {
                 got.last_message = Instant::now();
                 match incoming {
                     Incoming::Media(bytes) => {
-                        played_until = played_until.max(Instant::now());
+                        let now = Instant::now();
+                        // Mid-reply (a frame came in the last half second) yet the audio before
+                        // it already ran out: the caller heard a gap.
+                        if got.frames > 0
+                            && now > played_until + Duration::from_millis(60)
+                            && now.duration_since(got.last_media) < Duration::from_millis(500)
+                        {
+                            got.late += 1;
+                        }
+                        got.last_media = now;
+                        played_until = played_until.max(now);
                         let at = (played_until - started).as_millis() as usize * samples_per_ms;
                         let mut samples = Vec::with_capacity(format.sample_rate as usize / 50);
                         if decoder.decode(&bytes, &mut samples).is_err() {
                             got.undecodable += 1;
                             continue;
+                        }
+                        if rms(&samples) > VOICED_RMS {
+                            got.voiced.push(now.duration_since(started));
                         }
                         got.place(at, &samples);
                         played_until += Duration::from_micros(
@@ -443,6 +500,7 @@ pub async fn stream(plan: StreamPlan) -> Result<StreamReport, SimulatorError> {
     let mut frame = Vec::with_capacity(1);
     // A conversation (several utterances) starts by listening to the greeting.
     let conversation = utterances.len() > 1 || plan.listen_first;
+    let mut timings = Vec::with_capacity(utterances.len());
     for (index, frames) in utterances.iter().enumerate() {
         if index > 0 || conversation {
             // Silence until the agent has started answering (or 10 s pass) and has then been
@@ -472,6 +530,7 @@ pub async fn stream(plan: StreamPlan) -> Result<StreamReport, SimulatorError> {
                 tokio::time::sleep_until(next).await;
             }
         }
+        let first = Instant::now().duration_since(started);
         for frame in frames {
             tx.lock()
                 .await
@@ -482,6 +541,11 @@ pub async fn stream(plan: StreamPlan) -> Result<StreamReport, SimulatorError> {
             next += frame_interval;
             tokio::time::sleep_until(next).await;
         }
+        timings.push(UtteranceTiming {
+            started: first,
+            speech_end: first + voiced[index],
+            ended: Instant::now().duration_since(started),
+        });
     }
     // Then silence until the agent has answered (a conversation's last words get a reply; up
     // to 10 s) and been quiet, or has hung up.
@@ -541,6 +605,9 @@ pub async fn stream(plan: StreamPlan) -> Result<StreamReport, SimulatorError> {
         marks: got.marks,
         clears: got.clears,
         agent_hung_up: hung_up,
+        utterances: timings,
+        agent_voiced: got.voiced.clone(),
+        late_frames: got.late,
     })
 }
 
@@ -553,9 +620,12 @@ struct Received {
     marks: usize,
     clears: usize,
     last_message: Instant,
+    last_media: Instant,
     playing_until: Instant,
     /// The engine closed the stream (the agent hung up).
     closed: bool,
+    voiced: Vec<Duration>,
+    late: usize,
 }
 
 impl Default for Received {
@@ -567,8 +637,11 @@ impl Default for Received {
             marks: 0,
             clears: 0,
             last_message: Instant::now(),
+            last_media: Instant::now(),
             playing_until: Instant::now(),
             closed: false,
+            voiced: Vec::new(),
+            late: 0,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod agents;
 mod auth;
+mod bench;
 mod billing;
 mod calls;
 mod carriers;
