@@ -54,7 +54,8 @@ pub enum Mode {
         duration: Duration,
         slo: Duration,
     },
-    /// `calls` slots for `duration`, sampling memory and descriptors every `sample`.
+    /// `calls` long calls of about `duration` each (the conversation's turns repeated, its last
+    /// utterance at the end), sampling memory and descriptors every `sample`.
     Soak {
         calls: usize,
         duration: Duration,
@@ -229,9 +230,15 @@ async fn spawn_engine(models_dir: &Path) -> Result<(String, Spawned), BenchError
     std::fs::create_dir_all(&dir).map_err(|e| BenchError::Setup(e.to_string()))?;
     let log = std::fs::File::create(dir.join("engine.log"))
         .map_err(|e| BenchError::Setup(e.to_string()))?;
+    // Bench calls are billed like any others: give the business a trial no bench exhausts.
+    let config = dir.join("bench.toml");
+    std::fs::write(&config, "[billing]\ntrial_minutes = 1000000\n")
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
     let exe = std::env::current_exe().map_err(|e| BenchError::Setup(e.to_string()))?;
     let child = Command::new(exe)
         .arg("serve")
+        .arg("--config")
+        .arg(&config)
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(&dir)
@@ -444,6 +451,32 @@ async fn dropped_frames(target: &Target) -> Option<u64> {
     )
 }
 
+/// A conversation stretched into one call of about `duration`: every utterance but the last
+/// (the goodbye) repeated in order, each counted as its length plus `per_turn` for the agent's
+/// answer and the pause, then the last.
+pub fn long_call(
+    utterances: &[wav::Audio],
+    duration: Duration,
+    per_turn: Duration,
+) -> Vec<wav::Audio> {
+    let Some((last, body)) = utterances.split_last() else {
+        return Vec::new();
+    };
+    let mut call = Vec::new();
+    let mut planned = Duration::ZERO;
+    if !body.is_empty() {
+        for audio in body.iter().cycle() {
+            if planned >= duration {
+                break;
+            }
+            planned += Duration::from_secs_f32(audio.seconds()) + per_turn;
+            call.push(audio.clone());
+        }
+    }
+    call.push(last.clone());
+    call
+}
+
 /// Runs `concurrency` call slots, each starting calls back to back until `duration` has passed
 /// (a call in progress then finishes), sampling the engine every `sample`.
 async fn run_step(
@@ -463,45 +496,45 @@ async fn run_step(
     for slot in 0..concurrency {
         slots.push(async move {
             tokio::time::sleep(stagger * slot as u32).await;
-            let mut outcomes = Vec::new();
+            // Every slot makes at least one call, then more while the step lasts.
+            let mut outcomes = vec![one_call(target, plan).await];
             while Instant::now() < deadline {
                 outcomes.push(one_call(target, plan).await);
             }
             outcomes
         });
     }
-    let sampler = async {
-        let mut samples = Vec::new();
-        let Some(pid) = target.pid else {
-            return samples;
-        };
-        loop {
-            if let Some((cpu_secs, rss_mb, open_fds)) = sample_process(pid) {
-                samples.push(ResourceSample {
+    // The samples outlive the sampler, which is dropped when the calls are done.
+    let samples = std::sync::Mutex::new(Vec::new());
+    let take_sample = || {
+        if let Some(pid) = target.pid
+            && let Some((cpu_secs, rss_mb, open_fds)) = sample_process(pid)
+        {
+            samples
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(ResourceSample {
                     at_secs: started.elapsed().as_secs_f64(),
                     rss_mb,
                     open_fds,
                     cpu_secs,
                 });
-            }
+        }
+    };
+    let sampler = async {
+        loop {
+            take_sample();
             tokio::time::sleep(sample).await;
         }
     };
     let outcomes: Vec<CallOutcome> = tokio::select! {
         all = futures_util::future::join_all(slots) => all.into_iter().flatten().collect(),
-        _ = sampler => Vec::new(),
+        () = sampler => Vec::new(),
     };
-    let mut samples = Vec::new();
-    if let Some(pid) = target.pid
-        && let Some((cpu_secs, rss_mb, open_fds)) = sample_process(pid)
-    {
-        samples.push(ResourceSample {
-            at_secs: started.elapsed().as_secs_f64(),
-            rss_mb,
-            open_fds,
-            cpu_secs,
-        });
-    }
+    take_sample();
+    let samples = samples
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let elapsed = started.elapsed().as_secs_f64();
     let mut report = summarise(concurrency, elapsed, &outcomes);
     report.dropped_frames = match (dropped_before, dropped_frames(target).await) {
@@ -510,7 +543,8 @@ async fn run_step(
     };
     if let (Some(before), Some(after)) = (cpu_before, target.pid.and_then(sample_process)) {
         report.cpu_percent = Some((after.0 - before.0) / elapsed * 100.0);
-        report.rss_mb_max = Some(after.1.max(before.1));
+        let sampled = samples.iter().map(|s| s.rss_mb).fold(0.0, f64::max);
+        report.rss_mb_max = Some(after.1.max(before.1).max(sampled));
     }
     (report, samples)
 }
@@ -627,7 +661,12 @@ pub async fn run(
             duration,
             sample,
         } => {
-            let (step, samples) = run_step(&target, &plan, calls, duration, sample).await;
+            // One long call per slot: the slots start once, before the (zero) deadline passes.
+            let long = BenchPlan {
+                utterances: long_call(&plan.utterances, duration, Duration::from_secs(4)),
+                ..plan.clone()
+            };
+            let (step, samples) = run_step(&target, &long, calls, Duration::ZERO, sample).await;
             progress(&step);
             report.steps.push(step);
             report.soak = Some(samples);
@@ -863,6 +902,27 @@ mod tests {
         step.missed = 0;
         step.latency_ms.p95 = Some(1001.0);
         assert!(!held(&step, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_long_call_repeats_the_turns_and_ends_with_the_goodbye() {
+        let second = |n: usize| wav::Audio {
+            samples: vec![0.1; 8000 * n],
+            sample_rate: 8000,
+        };
+        let conversation = vec![second(1), second(2), second(3)];
+        // Each turn counts as its length + 4 s: 5, 6, 5, 6, … until 20 s are planned.
+        let call = long_call(
+            &conversation,
+            Duration::from_secs(20),
+            Duration::from_secs(4),
+        );
+        let lengths: Vec<f32> = call.iter().map(wav::Audio::seconds).collect();
+        assert_eq!(lengths, vec![1.0, 2.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            long_call(&conversation[2..], Duration::from_secs(60), Duration::ZERO).len(),
+            1
+        );
     }
 
     #[test]

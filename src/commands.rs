@@ -158,7 +158,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         utterances,
         pause: Duration::from_millis(args.pause_ms),
     };
-    let report = bench::run(plan, |step| {
+    let run = bench::run(plan, |step| {
         eprintln!(
             "bench: {} calls: {} calls done, {} turns, p50 {} ms, p95 {} ms{}",
             step.concurrency,
@@ -172,8 +172,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 None => "",
             }
         );
-    })
-    .await?;
+    });
+    // Ctrl-C or SIGTERM drops the run, and with it the engine it spawned.
+    let report = tokio::select! {
+        report = run => report?,
+        () = crate::telemetry::shutdown_signal() => anyhow::bail!("interrupted"),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
