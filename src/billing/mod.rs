@@ -27,13 +27,14 @@ pub mod stripe;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use secrecy::ExposeSecret;
 
+use crate::accounts::token_hash;
 use crate::config::{BillingSettings, PaymentProviderChoice, PlanTerms};
 use crate::domain::TenantId;
 use crate::store::billing::{self as store, CheckoutRow, NewCheckout};
-use crate::store::{Db, StoreError, StoreResult};
+use crate::store::{Db, StoreError, StoreResult, stamp};
 use provider::{Order, PaymentProvider, ProviderError, ProviderKind};
 
 /// How long a checkout session can be completed.
@@ -104,10 +105,6 @@ impl Period {
     pub fn key(&self) -> String {
         stamp(self.start)
     }
-}
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// The seconds a call is billed for: its connected duration rounded up to the whole second.
@@ -534,12 +531,6 @@ fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::fill(&mut bytes);
     hex::encode(bytes)
-}
-
-/// SHA-256 of a checkout token, as stored.
-pub fn token_hash(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// An amount for people: `49.00 USD`.

@@ -137,8 +137,7 @@ async fn outbox_ids(db: &Db, tenant: i64) -> HashSet<String> {
 }
 
 /// Checks that every accepted request verifies, that each outbox event was accepted exactly
-/// once, and that each call's events were accepted in the order they happened. Returns the
-/// number of duplicates (always 0 when it returns).
+/// once, and that each call's events were accepted in the order they happened.
 fn check_exactly_once_in_order(
     accepted: &[crate::receiver::Received],
     secret: &str,
