@@ -374,6 +374,7 @@ async fn try_call(target: &Target, plan: &BenchPlan) -> Result<CallOutcome, Benc
         token: body["token"].as_str().unwrap_or_default().to_owned(),
         utterances: plan.utterances.clone(),
         listen_first: true,
+        await_reply: true,
         pause: plan.pause,
         speed: 1.0,
         quiet: Duration::from_secs(2),

@@ -269,6 +269,7 @@ pub async fn run(plan: CallPlan) -> Result<CallReport, SimulatorError> {
         token,
         utterances: std::iter::once(plan.caller).chain(plan.then).collect(),
         listen_first: false,
+        await_reply: true,
         pause: plan.pause,
         speed: plan.speed,
         quiet: plan.quiet,
@@ -319,6 +320,10 @@ pub struct StreamPlan {
     /// Listen to the agent's greeting before the first utterance even when there is only one
     /// (a person who picks up; an answering machine starts at once).
     pub listen_first: bool,
+    /// After the last utterance, wait for the agent to begin answering (up to 10 s) before
+    /// hanging up once it is quiet: a caller who asked something waits for the answer. A
+    /// conversation always does; an answering machine does not.
+    pub await_reply: bool,
     pub pause: Duration,
     pub speed: f32,
     pub quiet: Duration,
@@ -562,7 +567,7 @@ pub async fn stream(plan: StreamPlan) -> Result<StreamReport, SimulatorError> {
             hung_up = true;
             break;
         }
-        let answered = !conversation
+        let answered = !(conversation || plan.await_reply)
             || received.lock().await.frames > heard_before
             || now.duration_since(asked).as_secs() >= 10;
         if answered && now >= playing_until && now.duration_since(quiet_since) >= plan.quiet {

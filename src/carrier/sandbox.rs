@@ -185,6 +185,7 @@ impl Sandbox {
                     token: dial.token.clone(),
                     utterances,
                     listen_first: !machine,
+                    await_reply: !machine,
                     pause: Duration::from_millis(600),
                     speed: 1.0,
                     quiet: Duration::from_millis(1_500),

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{Session, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Session, TestApp, spawn_ready_app_with};
 use crate::llm_server::{Answer, LlmServer, last_tool_result, messages};
 use crate::receiver::{Receiver, verify};
 
@@ -263,7 +263,7 @@ async fn check_booked_call(app: &TestApp, s: &Session, report: &CallReport, star
 /// engine. The browser protocol gets the other conversation.)
 #[tokio::test]
 async fn a_caller_books_with_the_embedded_responder_over_vonage() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let (s, agent) = dental(&app, "us@example.com").await;
     let receiver = Receiver::start().await;
     let r = app
@@ -313,7 +313,7 @@ async fn a_caller_books_with_the_embedded_responder_over_vonage() {
 
 #[tokio::test]
 async fn a_caller_books_for_tomorrow_in_two_turns_over_the_browser_protocol() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let (s, agent) = dental(&app, "m3@example.com").await;
     let report = call(
         &app,
@@ -366,7 +366,7 @@ async fn a_caller_books_through_an_llm_with_tool_calls_over_twilio() {
     let tuesday = next(Weekday::Tue);
     let llm = LlmServer::start(booking_model(tuesday)).await;
     let base_url = llm.base_url.clone();
-    let app = spawn_app_with(move |c| {
+    let app = spawn_ready_app_with(move |c| {
         c.llm = Some(LlmSettings {
             base_url,
             model: "test-model".into(),
@@ -439,7 +439,7 @@ async fn barge_in_cuts_a_long_reply_and_only_what_was_heard_is_kept() {
     }))
     .await;
     let base_url = llm.base_url.clone();
-    let app = spawn_app_with(move |c| {
+    let app = spawn_ready_app_with(move |c| {
         c.llm = Some(LlmSettings {
             base_url,
             model: "test-model".into(),
@@ -574,7 +574,7 @@ async fn the_agent_transfers_a_twilio_call_through_twilios_api() {
     .await;
     let (twilio_url, seen) = twilio_rest().await;
     let base_url = llm.base_url.clone();
-    let app = spawn_app_with(move |c| {
+    let app = spawn_ready_app_with(move |c| {
         c.llm = Some(LlmSettings {
             base_url,
             model: "test-model".into(),

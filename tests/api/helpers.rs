@@ -47,6 +47,30 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// An engine whose speech models are loaded before it is used, as a carrier's health check
+/// (`/readyz`) would have it before routing a call there. Whole-call tests start from this, so
+/// that loading the models on a busy machine is not mistaken for the agent's answer time.
+pub async fn spawn_ready_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let app = spawn_app_with(|c| {
+        c.preload_models = true;
+        configure(c);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    loop {
+        let r = app.request(Method::GET, "/readyz", None, None).await;
+        if r.status == StatusCode::OK {
+            return app;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(180),
+            "the speech models never became ready: {}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// The engine's configuration for a test: port 0, a fresh database, the repository's models
 /// (loaded on first use, so that tests which never speak do not pay for loading them).
 pub async fn test_config(data_dir: &std::path::Path) -> Config {

@@ -1088,6 +1088,7 @@ mod fake_twilio {
             token: attr(twiml, "name=\"token\" value=\""),
             utterances: vec![goodbye],
             listen_first: true,
+            await_reply: true,
             pause: std::time::Duration::from_millis(600),
             speed: 1.0,
             quiet: std::time::Duration::from_millis(1500),
