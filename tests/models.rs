@@ -232,3 +232,42 @@ fn short_silence_transcribes_to_nothing_and_overlong_audio_is_refused() {
     assert_eq!(models().stt.transcribe(&[0.0; 800]).unwrap(), "");
     assert!(models().stt.transcribe(&vec![0.0; 16_000 * 65]).is_err());
 }
+
+/// The Piper fixture sentences one after another with `gap` seconds of silence between them,
+/// repeated until the audio lasts at least `seconds`; with what was said.
+fn long_utterance(seconds: f32, gap: f32) -> (Vec<f32>, String) {
+    let sentences: Vec<(Vec<f32>, String)> = fixtures()
+        .into_iter()
+        .filter(|f| f.voice == "piper joe" && f.file.to_string_lossy().ends_with("-16k.wav"))
+        .map(|f| (wav::read(&f.file).unwrap().samples, f.text))
+        .collect();
+    assert_eq!(sentences.len(), 4);
+    let target = (seconds * moonshine::SAMPLE_RATE as f32) as usize;
+    let (mut audio, mut said) = (Vec::new(), Vec::new());
+    for (samples, text) in sentences.iter().cycle() {
+        audio.extend_from_slice(samples);
+        said.push(text.as_str());
+        if audio.len() >= target {
+            break;
+        }
+        audio.extend(std::iter::repeat_n(
+            0.0,
+            (gap * moonshine::SAMPLE_RATE as f32) as usize,
+        ));
+    }
+    (audio, said.join(" "))
+}
+
+#[test]
+fn long_utterances_are_heard_whole() {
+    // A caller's turn may last up to the endpointer's 15 s cut, and the model takes up to 64 s.
+    // Up to 8.5 s, the decoder used to be given a mask of encoder frames instead of samples (which
+    // only broadcast while ⌈frames/384⌉ was 1); longer turns failed outright.
+    for seconds in [12.0, 15.0, 20.0, 30.0] {
+        let (audio, said) = long_utterance(seconds, 0.3);
+        let heard = models().stt.transcribe(&audio).unwrap();
+        let rate = wer(&said, &heard);
+        eprintln!("{seconds} s: WER {rate:.2} {heard:?}");
+        assert!(rate <= 0.2, "{seconds} s of speech heard as {heard:?}");
+    }
+}

@@ -5,7 +5,10 @@
 //! - encoder: `input_values` f32 [1, N] raw audio in -1..1, `attention_mask` i64 [1, N] of ones
 //!   → `last_hidden_state` f32 [1, S, 288] (S ≈ N / 384).
 //! - decoder: `input_ids` i64 [1, T], `encoder_hidden_states` f32 [1, S, 288],
-//!   `encoder_attention_mask` i64 [1, S], `use_cache_branch` bool [1], and per layer l in 0..6
+//!   `encoder_attention_mask` i64 [1, N] (the audio's mask, per sample, as the encoder got it:
+//!   the graph downsamples it to S itself; a mask of S ones is downsampled to ⌈S/384⌉ and only
+//!   broadcasts while that is 1, which is why audio over about 8.5 s used to fail),
+//!   `use_cache_branch` bool [1], and per layer l in 0..6
 //!   `past_key_values.l.{decoder,encoder}.{key,value}` f32 [1, 8, P, 36] → `logits`
 //!   f32 [1, T, 32768] and `present.l.…` of the same shapes.
 //!
@@ -105,8 +108,9 @@ impl Moonshine {
         padded.resize(PAD_SAMPLES, 0.0);
         padded.extend_from_slice(audio);
         padded.resize(audio.len() + 2 * PAD_SAMPLES, 0.0);
-        let hidden = self.encode(&padded)?;
-        let tokens = self.decode(hidden, padded.len())?;
+        let mask = vec![1i64; padded.len()];
+        let hidden = self.encode(&padded, &mask)?;
+        let tokens = self.decode(hidden, &mask)?;
         self.tokenizer
             .decode(&tokens, true)
             .map(|text| text.trim().to_owned())
@@ -116,15 +120,14 @@ impl Moonshine {
             })
     }
 
-    fn encode(&self, audio: &[f32]) -> Result<DynValue, ModelError> {
+    fn encode(&self, audio: &[f32], mask: &[i64]) -> Result<DynValue, ModelError> {
         let err = ModelError::inference("moonshine encoder");
         let n = audio.len();
-        let mask = vec![1i64; n];
         let mut encoder = self.encoder.lock().unwrap_or_else(|p| p.into_inner());
         let mut outputs = encoder
             .run(ort::inputs![
                 "input_values" => TensorRef::from_array_view(([1usize, n], audio)).map_err(&err)?,
-                "attention_mask" => TensorRef::from_array_view(([1usize, n], &mask[..])).map_err(&err)?,
+                "attention_mask" => TensorRef::from_array_view(([1usize, n], mask)).map_err(&err)?,
             ])
             .map_err(&err)?;
         outputs
@@ -135,11 +138,10 @@ impl Moonshine {
             })
     }
 
-    fn decode(&self, hidden: DynValue, samples: usize) -> Result<Vec<u32>, ModelError> {
+    fn decode(&self, hidden: DynValue, mask: &[i64]) -> Result<Vec<u32>, ModelError> {
         let err = ModelError::inference("moonshine decoder");
-        let frames = hidden.shape().get(1).copied().unwrap_or(0).max(0) as usize;
-        let encoder_mask =
-            Tensor::from_array(([1usize, frames], vec![1i64; frames])).map_err(&err)?;
+        let samples = mask.len();
+        let encoder_mask = Tensor::from_array(([1usize, samples], mask.to_vec())).map_err(&err)?;
         let max_tokens =
             ((samples as f32 / SAMPLE_RATE as f32) * TOKENS_PER_SECOND).ceil() as usize + 1;
         let mut decoder = self.decoder.lock().unwrap_or_else(|p| p.into_inner());
