@@ -271,3 +271,136 @@ fn long_utterances_are_heard_whole() {
         assert!(rate <= 0.2, "{seconds} s of speech heard as {heard:?}");
     }
 }
+
+/// One clip of `fixtures/hearing` (voices no other test or tuning uses) with what was said and
+/// what the reference recipe heard (`fixtures/hearing/reference.py`).
+struct Hearing {
+    file: String,
+    voice: String,
+    line: String,
+    text: String,
+    reference: String,
+}
+
+fn hearing_fixtures() -> Vec<Hearing> {
+    let dir = root().join("fixtures/hearing");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect(name);
+    let references: std::collections::HashMap<String, String> = read("reference.tsv")
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(f, t)| (f.to_owned(), t.to_owned()))
+        .collect();
+    read("transcripts.tsv")
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            Hearing {
+                file: fields[0].to_owned(),
+                voice: fields[1].to_owned(),
+                line: fields[2].to_owned(),
+                text: fields[3].to_owned(),
+                reference: references[fields[0]].clone(),
+            }
+        })
+        .collect()
+}
+
+/// Character edit distance.
+fn char_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            current[j + 1] = (previous[j] + usize::from(ca != cb))
+                .min(previous[j + 1] + 1)
+                .min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[test]
+fn the_decoder_matches_the_reference_recipe() {
+    // Same model files, same 16 kHz input, the reference's own decoding loop in Python: the
+    // engine's transcripts must be the same text. Floating-point order differs between the two
+    // runtimes' bindings only in the last bits, which can flip a near-tie in the argmax; a few
+    // characters over the whole set are allowed for that, and none so far were needed.
+    let clips: Vec<Hearing> = hearing_fixtures()
+        .into_iter()
+        .filter(|h| h.line == "16k")
+        .collect();
+    assert_eq!(clips.len(), 72);
+    let mut differing = Vec::new();
+    let mut distance = 0;
+    for clip in &clips {
+        let audio = wav::read(&root().join(format!("fixtures/hearing/{}.wav", clip.file))).unwrap();
+        assert_eq!(audio.sample_rate, moonshine::SAMPLE_RATE);
+        let heard = models()
+            .stt
+            .transcribe_as_reference(&audio.samples)
+            .unwrap();
+        if heard != clip.reference {
+            distance += char_distance(&heard, &clip.reference);
+            differing.push(format!("{}: {heard:?} vs {:?}", clip.file, clip.reference));
+        }
+    }
+    eprintln!(
+        "{} of {} differ: {differing:#?}",
+        differing.len(),
+        clips.len()
+    );
+    assert!(
+        differing.len() <= 2 && distance <= 6,
+        "the engine's decoder strays from the reference: {differing:#?}"
+    );
+}
+
+#[test]
+fn the_engine_hears_new_voices_at_least_as_well_as_the_reference_recipe() {
+    // The engine's whole path (any WAV → its resampler → padding → decoder) against the
+    // reference recipe (sox's resampler, no padding) over voices and sentences it was not tuned
+    // on, by voice and line type.
+    let mut table: std::collections::BTreeMap<(String, String), (Vec<f32>, Vec<f32>)> =
+        Default::default();
+    for clip in hearing_fixtures() {
+        let heard = transcribe_file(&root().join(format!("fixtures/hearing/{}.wav", clip.file)));
+        let entry = table
+            .entry((clip.line.clone(), clip.voice.clone()))
+            .or_default();
+        entry.0.push(wer(&clip.text, &heard));
+        entry.1.push(wer(&clip.text, &clip.reference));
+    }
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    let mut by_line: std::collections::BTreeMap<String, (Vec<f32>, Vec<f32>)> = Default::default();
+    eprintln!("| line | voice | engine WER | reference WER |\n|---|---|---|---|");
+    for ((line, voice), (engine, reference)) in &table {
+        eprintln!(
+            "| {line} | {voice} | {:.1} % | {:.1} % |",
+            100.0 * mean(engine),
+            100.0 * mean(reference)
+        );
+        let all = by_line.entry(line.clone()).or_default();
+        all.0.extend(engine);
+        all.1.extend(reference);
+    }
+    for (line, (engine, reference)) in &by_line {
+        let (engine, reference) = (mean(engine), mean(reference));
+        eprintln!(
+            "| {line} | all | {:.1} % | {:.1} % |",
+            100.0 * engine,
+            100.0 * reference
+        );
+        // Clean lines: at least as good (half a point for rounding over 72 clips). The noisy
+        // telephone band is still behind sox's resampler (measured 43.3 % against 41.2 %):
+        // held to that until the resampler is improved, so it cannot get worse unnoticed.
+        let allowed = if line == "8k-noisy" { 0.025 } else { 0.005 };
+        assert!(
+            engine <= reference + allowed,
+            "{line}: engine WER {engine:.3} against the reference recipe's {reference:.3}"
+        );
+    }
+}
