@@ -86,6 +86,7 @@ impl Application {
         let speech = SpeechModels::open(&config.models_dir, &config.voice_aliases, pool)
             .map_err(StartError::Models)?;
         let telephony = Telephony::new(&config, &public_url);
+        api::carrier_auth::warn_if_insecure(&config);
         let media = MediaState::from_config(&config).map_err(StartError::Llm)?;
         let state = AppState::new(db, &config, Arc::new(speech), telephony, media);
         let router = api::router(state.clone(), &config.limits);

@@ -208,6 +208,18 @@ pub struct ServeArgs {
     /// Take client addresses from the last X-Forwarded-For entry (only behind one trusted proxy).
     #[arg(long, env = "CALLGENIUS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// Telnyx account public key (base64 Ed25519); Telnyx's webhooks are closed without it.
+    #[arg(long, env = "TELNYX_PUBLIC_KEY")]
+    pub telnyx_public_key: Option<String>,
+    /// Plivo auth token; Plivo's webhooks are closed without it.
+    #[arg(long, env = "PLIVO_AUTH_TOKEN", hide_env_values = true)]
+    pub plivo_auth_token: Option<String>,
+    /// Development only: open the webhooks of carriers without credentials, unverified.
+    #[arg(long, env = "CALLGENIUS_INSECURE_CARRIER_WEBHOOKS")]
+    pub insecure_carrier_webhooks: bool,
+    /// Answer-webhook requests a minute allowed per client address.
+    #[arg(long, env = "CALLGENIUS_CARRIER_WEBHOOK_RATE_LIMIT_PER_MINUTE")]
+    pub carrier_webhook_rate_limit_per_minute: Option<u32>,
 }
 
 impl ServeArgs {
@@ -235,6 +247,10 @@ impl ServeArgs {
             twilio_account_sid: self.twilio_account_sid,
             stripe_secret_key: self.stripe_secret_key.map(SecretString::from),
             stripe_webhook_secret: self.stripe_webhook_secret.map(SecretString::from),
+            telnyx_public_key: self.telnyx_public_key,
+            plivo_auth_token: self.plivo_auth_token.map(SecretString::from),
+            insecure_carrier_webhooks: self.insecure_carrier_webhooks.then_some(true),
+            carrier_webhook_requests_per_minute: self.carrier_webhook_rate_limit_per_minute,
         }
     }
 }

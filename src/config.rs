@@ -35,10 +35,14 @@ pub struct Config {
     /// Signs stream tokens; every node of one deployment needs the same. `None`: a random secret
     /// per process (fine for one node).
     pub stream_secret: Option<SecretString>,
-    /// Twilio's auth token: when set, the voice webhook requires a valid `X-Twilio-Signature`.
+    /// Twilio's auth token: Twilio's webhooks require a valid `X-Twilio-Signature` made with it;
+    /// without it they are closed ([`CarrierWebhookSettings`]).
     pub twilio_auth_token: Option<SecretString>,
-    /// Vonage's signature secret: when set, the answer webhook requires a valid signed JWT.
+    /// Vonage's signature secret: Vonage's answer webhook requires a signed JWT made with it;
+    /// without it the webhook is closed.
     pub vonage_signature_secret: Option<SecretString>,
+    /// The other carriers' webhook credentials, the development switch and the rate limit.
+    pub carrier_webhooks: CarrierWebhookSettings,
     /// The voice activity detector calls use, and WebRTC's aggressiveness when it is chosen.
     pub vad: VadKind,
     pub vad_aggressiveness: Aggressiveness,
@@ -60,6 +64,49 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// Plans, the trial, and the payment provider.
     pub billing: BillingSettings,
+}
+
+/// Carrier webhooks (besides Twilio's and Vonage's secrets above): each carrier's webhooks are
+/// closed (403) until its credential is configured.
+#[derive(Debug, Clone)]
+pub struct CarrierWebhookSettings {
+    /// Telnyx's account public key (base64 Ed25519): verifies `telnyx-signature-ed25519`.
+    pub telnyx_public_key: Option<[u8; 32]>,
+    /// Plivo's auth token: verifies `X-Plivo-Signature-V3`.
+    pub plivo_auth_token: Option<SecretString>,
+    /// Development only: a carrier without credentials has its webhooks open, unverified.
+    pub insecure: bool,
+    /// Answer-webhook requests a minute per client address.
+    pub requests_per_minute: u32,
+}
+
+impl Default for CarrierWebhookSettings {
+    fn default() -> Self {
+        Self {
+            telnyx_public_key: None,
+            plivo_auth_token: None,
+            insecure: false,
+            requests_per_minute: 60,
+        }
+    }
+}
+
+/// Reads a Telnyx public key: base64 of the raw 32-byte Ed25519 key, or of its DER
+/// SubjectPublicKeyInfo (the raw key after a fixed 12-byte prefix).
+pub fn parse_ed25519_public_key(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    const SPKI_PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    let raw = match bytes.len() {
+        32 => &bytes[..],
+        44 if bytes[..12] == SPKI_PREFIX => &bytes[12..],
+        _ => return None,
+    };
+    raw.try_into().ok()
 }
 
 /// The carrier numbers and outbound calls go through.
@@ -352,6 +399,7 @@ impl Config {
             stream_secret: None,
             twilio_auth_token: None,
             vonage_signature_secret: None,
+            carrier_webhooks: CarrierWebhookSettings::default(),
             vad: VadKind::default(),
             vad_aggressiveness: Aggressiveness::default(),
             barge_in_ms: 400,
@@ -404,6 +452,10 @@ pub struct Overrides {
     pub twilio_account_sid: Option<String>,
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_webhook_secret: Option<SecretString>,
+    pub telnyx_public_key: Option<String>,
+    pub plivo_auth_token: Option<SecretString>,
+    pub insecure_carrier_webhooks: Option<bool>,
+    pub carrier_webhook_requests_per_minute: Option<u32>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
@@ -426,6 +478,10 @@ struct FileConfig {
     stream_secret: Option<String>,
     twilio_auth_token: Option<String>,
     vonage_signature_secret: Option<String>,
+    telnyx_public_key: Option<String>,
+    plivo_auth_token: Option<String>,
+    insecure_carrier_webhooks: Option<bool>,
+    carrier_webhook_requests_per_minute: Option<u32>,
     vad: Option<VadKind>,
     vad_aggressiveness: Option<u8>,
     barge_in_ms: Option<u16>,
@@ -532,6 +588,28 @@ impl Config {
             vonage_signature_secret: overrides
                 .vonage_signature_secret
                 .or(file.vonage_signature_secret.map(SecretString::from)),
+            carrier_webhooks: CarrierWebhookSettings {
+                telnyx_public_key: match overrides.telnyx_public_key.or(file.telnyx_public_key) {
+                    None => None,
+                    Some(key) => {
+                        Some(parse_ed25519_public_key(&key).ok_or(ConfigError::Invalid {
+                            setting: "telnyx_public_key",
+                            reason: "must be the base64 Ed25519 public key from Telnyx".into(),
+                        })?)
+                    }
+                },
+                plivo_auth_token: overrides
+                    .plivo_auth_token
+                    .or(file.plivo_auth_token.map(SecretString::from)),
+                insecure: overrides
+                    .insecure_carrier_webhooks
+                    .or(file.insecure_carrier_webhooks)
+                    .unwrap_or(defaults.carrier_webhooks.insecure),
+                requests_per_minute: overrides
+                    .carrier_webhook_requests_per_minute
+                    .or(file.carrier_webhook_requests_per_minute)
+                    .unwrap_or(defaults.carrier_webhooks.requests_per_minute),
+            },
             vad: file.vad.unwrap_or(defaults.vad),
             barge_in_ms: file.barge_in_ms.unwrap_or(defaults.barge_in_ms),
             vad_aggressiveness: match file.vad_aggressiveness {
@@ -611,6 +689,7 @@ impl Config {
         if self.limits.requests_per_minute == 0
             || self.limits.auth_requests_per_minute == 0
             || self.limits.webhook_requests_per_minute == 0
+            || self.carrier_webhooks.requests_per_minute == 0
         {
             return Err(invalid("requests_per_minute", "must be at least 1"));
         }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod billing;
 pub mod calls;
 pub mod campaigns;
+pub mod carrier_auth;
 pub mod error;
 pub mod extract;
 pub mod knowledge;
@@ -85,6 +86,11 @@ pub struct Telephony {
     pub public_url: Arc<str>,
     pub twilio_auth_token: Option<Arc<SecretString>>,
     pub vonage_signature_secret: Option<Arc<SecretString>>,
+    /// Telnyx's public key and Plivo's auth token, for their webhooks' signatures.
+    pub telnyx_public_key: Option<[u8; 32]>,
+    pub plivo_auth_token: Option<Arc<SecretString>>,
+    /// Development only: carriers without credentials have their webhooks open.
+    pub insecure_carrier_webhooks: bool,
     /// Twilio's REST API (account SID and base URL), for transfers.
     pub twilio_account_sid: Option<Arc<str>>,
     pub twilio_api_url: Arc<str>,
@@ -105,6 +111,13 @@ impl Telephony {
             public_url: Arc::from(public_url.trim_end_matches('/')),
             twilio_auth_token: config.twilio_auth_token.clone().map(Arc::new),
             vonage_signature_secret: config.vonage_signature_secret.clone().map(Arc::new),
+            telnyx_public_key: config.carrier_webhooks.telnyx_public_key,
+            plivo_auth_token: config
+                .carrier_webhooks
+                .plivo_auth_token
+                .clone()
+                .map(Arc::new),
+            insecure_carrier_webhooks: config.carrier_webhooks.insecure,
             twilio_account_sid: config.twilio_account_sid.as_deref().map(Arc::from),
             twilio_api_url: Arc::from(config.twilio_api_url.as_str()),
             http: reqwest::Client::builder()
@@ -160,7 +173,10 @@ impl AppState {
             upload_limit: limits.max_upload_bytes,
             dialler,
             db,
-            limiters: Arc::new(RateLimiters::new(limits)),
+            limiters: Arc::new(
+                RateLimiters::new(limits)
+                    .with_carrier_webhooks(config.carrier_webhooks.requests_per_minute),
+            ),
             speech,
             telephony,
             media,

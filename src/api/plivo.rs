@@ -3,14 +3,22 @@
 //! `/media/plivo?token=…`, µ-law at 8 kHz, kept alive for the whole call. The application's
 //! answer URL is `https://PUBLIC/carrier/plivo/answer?agent_id=42` until phone numbers are
 //! assigned.
+//!
+//! Every request must carry Plivo's V3 signature (`X-Plivo-Signature-V3` with
+//! `X-Plivo-Signature-V3-Nonce`) under the auth token; without a configured token the webhook is
+//! closed ([`super::carrier_auth`]).
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{OriginalUri, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
+use secrecy::ExposeSecret;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::answer::{self, Answer, xml_escape, xml_response};
+use super::auth::ClientAddr;
+use super::carrier_auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::query_value;
 use crate::calls::Parties;
@@ -29,14 +37,39 @@ pub fn routes() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "Plivo XML: a bidirectional <Stream>, or a spoken refusal when no agent answers or the business's minutes and wallet are used up", content_type = "text/xml"),
         (status = 400, body = ErrorBody),
+        (status = 403, description = "X-Plivo-Signature-V3 or its nonce missing or wrong, or no Plivo auth token configured", body = ErrorBody),
+        (status = 429, description = "Too many answer requests from this address; see Retry-After", body = ErrorBody),
     )
 )]
 async fn answer_call(
     State(state): State<AppState>,
+    client: ClientAddr,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    carrier_auth::limit_answers(&state, &client)?;
     let params = answer::form_params(&body, query.as_deref())?;
+    let token = state.telephony.plivo_auth_token.as_deref();
+    if let Some(token) = carrier_auth::credential(&state, Carrier::Plivo, token, uri.path())? {
+        // POSTed parameters are signed after the URL; with GET they are in the URL.
+        let post = if body.is_empty() {
+            &[][..]
+        } else {
+            &params[..]
+        };
+        let url = carrier_auth::public_url(&state, &uri);
+        let (nonce, signatures) = carrier_auth::plivo_headers(&headers);
+        if let Err(reason) =
+            carrier_auth::verify_plivo(token.expose_secret(), &url, post, nonce, signatures)
+        {
+            tracing::warn!(reason, "plivo webhook with a bad signature");
+            return Err(ApiError::Forbidden(format!(
+                "invalid Plivo signature: {reason}"
+            )));
+        }
+    }
     let param = |name| answer::param(&params, name);
     let parties = Parties {
         direction: Direction::Inbound,

@@ -1,5 +1,6 @@
 //! Request rate limits (GCRA through `governor`): per API token for the whole API, a stricter one
-//! per token for the webhook management routes, and per client address for login and register. Each limiter allows a burst of its per-minute quota and then
+//! per token for the webhook management routes, per client address for login and register, and
+//! per client address for carriers' answer webhooks. Each limiter allows a burst of its per-minute quota and then
 //! refills evenly, so the request after the quota within a minute is refused.
 
 use std::net::IpAddr;
@@ -29,6 +30,8 @@ pub struct RateLimiters {
     per_token_webhooks_limit: u32,
     per_address: Keyed<IpAddr>,
     per_address_limit: u32,
+    per_address_carrier: Keyed<IpAddr>,
+    per_address_carrier_limit: u32,
     pub client_address: ClientAddressSource,
 }
 
@@ -44,8 +47,28 @@ impl RateLimiters {
             per_address: RateLimiter::keyed(quota(limits.auth_requests_per_minute))
                 .with_middleware(),
             per_address_limit: limits.auth_requests_per_minute,
+            per_address_carrier: RateLimiter::keyed(quota(DEFAULT_CARRIER_PER_MINUTE))
+                .with_middleware(),
+            per_address_carrier_limit: DEFAULT_CARRIER_PER_MINUTE,
             client_address: limits.client_address,
         }
+    }
+
+    /// Sets the per-address limit on carriers' answer webhooks (requests a minute).
+    pub fn with_carrier_webhooks(mut self, per_minute: u32) -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
+        self.per_address_carrier = RateLimiter::keyed(quota).with_middleware();
+        self.per_address_carrier_limit = per_minute;
+        self
+    }
+
+    /// The carriers' answer webhooks' limit per client address.
+    pub fn check_carrier_address(&self, address: IpAddr) -> Decision {
+        decide(
+            &self.per_address_carrier,
+            &address,
+            self.per_address_carrier_limit,
+        )
     }
 
     pub fn check_token(&self, token: TokenId) -> Decision {
@@ -70,8 +93,12 @@ impl RateLimiters {
         self.per_token.retain_recent();
         self.per_token_webhooks.retain_recent();
         self.per_address.retain_recent();
+        self.per_address_carrier.retain_recent();
     }
 }
+
+/// The carriers' answer-webhook limit until [`RateLimiters::with_carrier_webhooks`] sets one.
+const DEFAULT_CARRIER_PER_MINUTE: u32 = 60;
 
 fn decide<K: Clone + Eq + std::hash::Hash>(limiter: &Keyed<K>, key: &K, limit: u32) -> Decision {
     match limiter.check_key(key) {
@@ -134,6 +161,20 @@ mod tests {
         assert!(matches!(
             limiters.check_address(ip),
             Decision::Limited { .. }
+        ));
+        // The carrier webhooks' limit is its own: spent logins do not touch it.
+        let limiters = limiters.with_carrier_webhooks(2);
+        assert!(matches!(
+            limiters.check_carrier_address(ip),
+            Decision::Allowed { limit: 2, .. }
+        ));
+        assert!(matches!(
+            limiters.check_carrier_address(ip),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            limiters.check_carrier_address(ip),
+            Decision::Limited { limit: 2, .. }
         ));
     }
 }

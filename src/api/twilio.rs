@@ -3,9 +3,10 @@
 //!
 //! The agent is the one the dialled number is assigned to, or the one the webhook URL names
 //! (`https://PUBLIC/carrier/twilio/voice?agent_id=42`). The status callback records the
-//! progress of the dialler's outbound calls. When a Twilio auth token is configured,
-//! `X-Twilio-Signature` (base64 HMAC-SHA1 over the full URL plus the POST parameters sorted by
-//! name, each name followed by its value) must match, or the request is refused with 403.
+//! progress of the dialler's outbound calls. Both require `X-Twilio-Signature` (base64
+//! HMAC-SHA1 under the auth token over the full URL plus the POST parameters sorted by name,
+//! each name followed by its value), checked before the database is touched; without an auth
+//! token they are closed ([`super::carrier_auth`]).
 
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
@@ -20,6 +21,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::answer::{self, Answer, xml_escape, xml_response};
+use super::auth::ClientAddr;
+use super::carrier_auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::query_value;
 use crate::calls::Parties;
@@ -31,28 +34,27 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(status))
 }
 
-/// Refuses a request whose `X-Twilio-Signature` does not match, when an auth token is set.
+/// Refuses a request whose `X-Twilio-Signature` does not match (403), and every request when no
+/// auth token is configured, unless the development switch opens the webhooks.
 fn check_signature(
     state: &AppState,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
     params: &[(String, String)],
 ) -> Result<(), ApiError> {
-    let telephony = &state.telephony;
-    if let Some(auth_token) = &telephony.twilio_auth_token {
-        let url = format!(
-            "{}{}",
-            telephony.public_url,
-            uri.path_and_query().map_or("", |p| p.as_str())
-        );
-        let signature = headers
-            .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !valid_signature(auth_token.expose_secret(), &url, params, signature) {
-            tracing::warn!(path = uri.path(), "twilio webhook with a bad signature");
-            return Err(ApiError::Forbidden("invalid X-Twilio-Signature".into()));
-        }
+    let token = state.telephony.twilio_auth_token.as_deref();
+    let Some(auth_token) = carrier_auth::credential(state, Carrier::Twilio, token, uri.path())?
+    else {
+        return Ok(());
+    };
+    let url = carrier_auth::public_url(state, uri);
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !valid_signature(auth_token.expose_secret(), &url, params, signature) {
+        tracing::warn!(path = uri.path(), "twilio webhook with a bad signature");
+        return Err(ApiError::Forbidden("invalid X-Twilio-Signature".into()));
     }
     Ok(())
 }
@@ -65,8 +67,8 @@ fn check_signature(
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's status parameters (CallSid, CallStatus, AnsweredBy, CallDuration, …)"),
     responses(
         (status = 204, description = "Recorded"),
-        (status = 403, description = "X-Twilio-Signature missing or wrong (when an auth token is configured)", body = ErrorBody),
-        (status = 404, description = "No such outbound call, or no Twilio auth token configured", body = ErrorBody),
+        (status = 403, description = "X-Twilio-Signature missing or wrong, or no Twilio auth token configured", body = ErrorBody),
+        (status = 404, description = "No such outbound call", body = ErrorBody),
     )
 )]
 async fn status(
@@ -75,13 +77,8 @@ async fn status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    // Progress changes outbound calls' state: only signed callbacks count, so without an auth
-    // token (the sandbox carrier places no Twilio calls) there is nothing to report to.
-    if state.telephony.twilio_auth_token.is_none() {
-        return Err(ApiError::NotFound(
-            "Twilio status callbacks need TWILIO_AUTH_TOKEN".into(),
-        ));
-    }
+    // Progress changes outbound calls' state: only signed callbacks count, checked before the
+    // call is looked up.
     let params = answer::form_params(&body, None)?;
     check_signature(&state, &uri, &headers, &params)?;
     let call = query_value(uri.query(), "call_id")
@@ -133,15 +130,18 @@ pub fn valid_signature(
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's call parameters (CallSid, From, To, …)"),
     responses(
         (status = 200, description = "TwiML: <Connect><Stream> with the stream token, or a spoken refusal when no agent answers or the business's minutes and wallet are used up", content_type = "text/xml"),
-        (status = 403, description = "X-Twilio-Signature missing or wrong (when an auth token is configured)", body = ErrorBody),
+        (status = 403, description = "X-Twilio-Signature missing or wrong, or no Twilio auth token configured", body = ErrorBody),
+        (status = 429, description = "Too many answer requests from this address; see Retry-After", body = ErrorBody),
     )
 )]
 async fn voice(
     State(state): State<AppState>,
+    client: ClientAddr,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    carrier_auth::limit_answers(&state, &client)?;
     let params = answer::form_params(&body, None)?;
     check_signature(&state, &uri, &headers, &params)?;
     let telephony = &state.telephony;

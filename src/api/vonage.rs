@@ -3,12 +3,14 @@
 //! named in the answer URL configured at Vonage: `https://PUBLIC/carrier/vonage/answer?agent_id=42`.
 //! Vonage sends the answer request as GET with `from`, `to` and `uuid` in the query.
 //!
-//! Signed webhooks: when a Vonage signature secret is configured, the request must carry
-//! `Authorization: Bearer <JWT>` signed with it (HS256), issued within five minutes; otherwise
-//! it is refused with 403.
+//! Signed webhooks: the request must carry `Authorization: Bearer <JWT>` signed with the
+//! signature secret (HS256), issued within five minutes, whose `payload_hash` (when present) is
+//! the hex SHA-256 of the body and whose `jti` has not been seen before (recorded across nodes in
+//! the database, [`crate::store::replays`]); otherwise it is refused with 403. Without a
+//! signature secret the webhook is closed ([`super::carrier_auth`]).
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,6 +22,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
 use super::answer::{self, Answer};
+use super::auth::ClientAddr;
+use super::carrier_auth::{self, RawBody, SIGNATURE_WINDOW_SECS};
 use super::error::{ApiError, ErrorBody};
 use super::extract::query_value;
 use crate::calls::Parties;
@@ -38,25 +42,46 @@ pub fn routes() -> OpenApiRouter<AppState> {
     ),
     responses(
         (status = 200, description = "NCCO: connect to the media websocket, or a spoken refusal when no agent answers or the business's minutes and wallet are used up"),
-        (status = 403, description = "The signed JWT is missing or wrong (when a signature secret is configured)", body = ErrorBody),
+        (status = 403, description = "The signed JWT is missing, wrong, stale, for another body or replayed, or no signature secret is configured", body = ErrorBody),
+        (status = 429, description = "Too many answer requests from this address; see Retry-After", body = ErrorBody),
         (status = 500, body = ErrorBody),
     )
 )]
 async fn answer(
     State(state): State<AppState>,
+    client: ClientAddr,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(secret) = &state.telephony.vonage_signature_secret {
+    carrier_auth::limit_answers(&state, &client)?;
+    let secret = state.telephony.vonage_signature_secret.as_deref();
+    if let Some(secret) = carrier_auth::credential(&state, Carrier::Vonage, secret, uri.path())? {
         let bearer = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
         let now = chrono::Utc::now().timestamp();
-        if let Err(reason) = verify_signed_request(secret.expose_secret(), bearer.trim(), now) {
-            tracing::warn!(reason, "vonage answer webhook with a bad signature");
-            return Err(ApiError::Forbidden("invalid Vonage signature".into()));
+        let signed = verify_signed_request(secret.expose_secret(), bearer.trim(), now)
+            .and_then(|claims| bound_to_body(claims, &body));
+        let signed = match signed {
+            Ok(signed) => signed,
+            Err(reason) => {
+                tracing::warn!(reason, "vonage answer webhook with a bad signature");
+                return Err(ApiError::Forbidden("invalid Vonage signature".into()));
+            }
+        };
+        // Used once: a replay within the window (to this node or another) is refused.
+        let expires =
+            chrono::DateTime::from_timestamp(signed.issued + SIGNATURE_WINDOW_SECS + 1, 0)
+                .unwrap_or_else(chrono::Utc::now);
+        if !crate::store::replays::first_use(&state.db, "vonage", &signed.jti, expires).await? {
+            tracing::warn!(jti = %signed.jti, "vonage answer webhook replayed");
+            return Err(ApiError::Forbidden(
+                "invalid Vonage signature: the request was already used".into(),
+            ));
         }
     }
     let param = |name: &str| query_value(query.as_deref(), name);
@@ -90,12 +115,18 @@ async fn answer(
     }])))
 }
 
-/// How far a signed request's issue time may be from now.
-const SIGNATURE_WINDOW_SECS: i64 = 300;
+/// What a verified request's JWT says about it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// The JWT's id: each is accepted once.
+    pub jti: String,
+    /// When Vonage signed it (unix seconds).
+    pub issued: i64,
+}
 
 /// Checks a Vonage signed-webhook JWT: HS256 under `secret`, issued within
-/// [`SIGNATURE_WINDOW_SECS`] of `now` (unix seconds).
-pub fn verify_signed_request(secret: &str, jwt: &str, now: i64) -> Result<(), &'static str> {
+/// [`SIGNATURE_WINDOW_SECS`] of `now` (unix seconds). Returns its claims.
+pub fn verify_signed_request(secret: &str, jwt: &str, now: i64) -> Result<Value, &'static str> {
     let (signing_input, signature) = jwt.rsplit_once('.').ok_or("not a JWT")?;
     let (header, claims) = signing_input.split_once('.').ok_or("not a JWT")?;
     if claims.contains('.') {
@@ -123,7 +154,25 @@ pub fn verify_signed_request(secret: &str, jwt: &str, now: i64) -> Result<(), &'
     if (now - issued).abs() > SIGNATURE_WINDOW_SECS {
         return Err("expired");
     }
-    Ok(())
+    Ok(claims)
+}
+
+/// Binds verified `claims` to the request: a `payload_hash` claim must be the hex SHA-256 of
+/// `body`, and a `jti` is required (replays are refused by it).
+pub fn bound_to_body(claims: Value, body: &[u8]) -> Result<SignedRequest, &'static str> {
+    use sha2::Digest as _;
+    if let Some(hash) = claims.get("payload_hash") {
+        let hash = hash.as_str().ok_or("unreadable payload_hash")?;
+        let actual = hex::encode(Sha256::digest(body));
+        if !hash.eq_ignore_ascii_case(&actual) {
+            return Err("payload_hash does not match the body");
+        }
+    }
+    let jti = claims["jti"].as_str().filter(|j| !j.is_empty());
+    Ok(SignedRequest {
+        jti: jti.ok_or("no jti")?.to_owned(),
+        issued: claims["iat"].as_i64().ok_or("no issue time")?,
+    })
 }
 
 #[cfg(test)]
@@ -144,7 +193,10 @@ mod tests {
         let header = json!({ "alg": "HS256", "typ": "JWT" });
         let claims = json!({ "iat": 1_700_000_000, "jti": "j1", "iss": "Vonage", "api_key": "k" });
         let jwt = sign("s3cret", &header, &claims);
-        assert_eq!(verify_signed_request("s3cret", &jwt, 1_700_000_010), Ok(()));
+        assert_eq!(
+            verify_signed_request("s3cret", &jwt, 1_700_000_010),
+            Ok(claims.clone())
+        );
         assert_eq!(
             verify_signed_request("other", &jwt, 1_700_000_010),
             Err("wrong signature")
@@ -169,5 +221,33 @@ mod tests {
         );
         assert_eq!(verify_signed_request("s3cret", "", 0), Err("not a JWT"));
         assert_eq!(verify_signed_request("s3cret", "a.b", 0), Err("not a JWT"));
+    }
+
+    #[test]
+    fn the_claims_bind_the_body_and_carry_a_jti() {
+        // SHA-256 of the empty body (a GET), and of "abc" (FIPS 180-2's example).
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let claims = |hash: &str| json!({ "iat": 5, "jti": "j1", "payload_hash": hash });
+        let signed = SignedRequest {
+            jti: "j1".into(),
+            issued: 5,
+        };
+        assert_eq!(bound_to_body(claims(empty), b""), Ok(signed));
+        assert!(bound_to_body(claims(&abc.to_uppercase()), b"abc").is_ok());
+        assert_eq!(
+            bound_to_body(claims(abc), b"abd"),
+            Err("payload_hash does not match the body")
+        );
+        assert_eq!(
+            bound_to_body(claims(empty), b"{}"),
+            Err("payload_hash does not match the body")
+        );
+        assert!(bound_to_body(json!({ "iat": 5, "jti": "j1" }), b"anything").is_ok());
+        assert_eq!(bound_to_body(json!({ "iat": 5 }), b""), Err("no jti"));
+        assert_eq!(
+            bound_to_body(json!({ "iat": 5, "jti": "" }), b""),
+            Err("no jti")
+        );
     }
 }

@@ -93,6 +93,11 @@ pub async fn get(db: &Db, tenant: TenantId, call: CallId) -> StoreResult<CallRow
 
 /// Marks a handed-out call as streaming. A call starts once: a second start (a replayed
 /// stream token) is refused with `Conflict`.
+///
+/// The stream's own claim of the carrier's call id (`carrier_call_id`) never replaces one the
+/// carrier's verified webhook or the dialler recorded, and is ignored for test calls, whose
+/// stream is opened by whoever asked for the test call: transfers act on that id, so a stream
+/// must not be able to point them at somebody else's call.
 pub async fn start(
     db: &Db,
     tenant: TenantId,
@@ -102,7 +107,8 @@ pub async fn start(
     let mut tx = db.begin_write().await?;
     let row: Option<CallRow> = sqlx::query_as(
         "UPDATE calls SET status = 'in-progress', started_at = $1, \
-            carrier_call_id = COALESCE($2, carrier_call_id) \
+            carrier_call_id = CASE WHEN carrier_call_id IS NULL AND direction <> 'test' \
+                THEN $2 ELSE carrier_call_id END \
          WHERE tenant_id = $3 AND id = $4 AND status = 'initiated' RETURNING *",
     )
     .bind(now())

@@ -12,6 +12,7 @@ pub mod bookings;
 pub mod calls;
 pub mod knowledge;
 pub mod outbox;
+pub mod replays;
 pub mod telephony;
 pub mod webhooks;
 

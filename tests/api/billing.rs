@@ -387,9 +387,8 @@ fn dials(data_dir: &std::path::Path) -> usize {
 }
 
 async fn inbound_twiml(app: &TestApp, to: &str) -> String {
-    app.client
-        .post(format!("{}/carrier/twilio/voice", app.base))
-        .form(&[("CallSid", "CA77"), ("From", "+61255509999"), ("To", to)])
+    let form = [("CallSid", "CA77"), ("From", "+61255509999"), ("To", to)];
+    crate::carrier_signing::twilio_post(app, "/carrier/twilio/voice", &form)
         .send()
         .await
         .unwrap()
@@ -420,6 +419,7 @@ async fn with_trial_included_minutes_and_wallet_used_up_new_calls_are_refused_un
     let data_dir = tempfile::tempdir().unwrap();
     let dir = data_dir.path().to_owned();
     let app = spawn_app_with(move |c| {
+        crate::carrier_signing::configure(c);
         c.limits.requests_per_minute = 100_000;
         c.data_dir = dir;
         c.billing.trial_minutes = 0;
@@ -448,18 +448,16 @@ async fn with_trial_included_minutes_and_wallet_used_up_new_calls_are_refused_un
             && !twiml.contains("<Stream"),
         "{twiml}"
     );
-    let ncco: Value = app
-        .client
-        .get(format!(
-            "{}/carrier/vonage/answer?agent_id={agent}",
-            app.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ncco: Value = crate::carrier_signing::vonage_get(
+        &app,
+        &format!("/carrier/vonage/answer?agent_id={agent}"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     assert_eq!(ncco[0]["action"], "talk", "{ncco}");
     assert!(
         ncco[0]["text"]

@@ -21,6 +21,19 @@ async fn twilio_voice(
     request.send().await.unwrap()
 }
 
+/// Posts to Twilio's voice webhook as Twilio does, signed.
+async fn signed_twilio_voice(
+    app: &TestApp,
+    query: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let path = format!("/carrier/twilio/voice{query}");
+    crate::carrier_signing::twilio_post(app, &path, form)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn parameter(twiml: &str, name: &str) -> String {
     let marker = format!("<Parameter name=\"{name}\" value=\"");
     let start = twiml
@@ -79,7 +92,7 @@ async fn a_test_call_hands_out_a_stream_and_a_call_record() {
 
 #[tokio::test]
 async fn the_twilio_voice_webhook_answers_twiml_that_streams_to_the_agent() {
-    let app = spawn_app().await;
+    let app = crate::carrier_signing::spawn_signed_app().await;
     let s = app.register("w@example.com", "W").await;
     let agent = app.create_agent(&s.token, "Reception").await;
     let form = [
@@ -88,7 +101,7 @@ async fn the_twilio_voice_webhook_answers_twiml_that_streams_to_the_agent() {
         ("To", "+61298765432"),
         ("AccountSid", "AC1"),
     ];
-    let r = twilio_voice(&app, &format!("?agent_id={agent}"), &form, None).await;
+    let r = signed_twilio_voice(&app, &format!("?agent_id={agent}"), &form).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
         r.headers()["content-type"]
@@ -116,7 +129,7 @@ async fn the_twilio_voice_webhook_answers_twiml_that_streams_to_the_agent() {
     assert_eq!(call.body["to_number"], "+61298765432");
 
     for query in ["", "?agent_id=999999", "?agent_id=abc"] {
-        let refused = twilio_voice(&app, query, &form, None).await;
+        let refused = signed_twilio_voice(&app, query, &form).await;
         assert_eq!(refused.status(), StatusCode::OK);
         let twiml = refused.text().await.unwrap();
         assert!(
@@ -221,16 +234,13 @@ async fn calls_whose_stream_never_connects_are_failed_by_the_sweep() {
 
 #[tokio::test]
 async fn the_vonage_answer_webhook_returns_an_ncco_that_streams_to_the_agent() {
-    let app = spawn_app().await;
+    let app = crate::carrier_signing::spawn_signed_app().await;
     let s = app.register("ncco@example.com", "Ncco").await;
     let agent = app.create_agent(&s.token, "Reception").await;
-    let url = format!(
-        "{}/carrier/vonage/answer?agent_id={agent}&from=447700900000&to=447700900001&uuid=abc-uuid",
-        app.base
+    let path = format!(
+        "/carrier/vonage/answer?agent_id={agent}&from=447700900000&to=447700900001&uuid=abc-uuid"
     );
-    let ncco: serde_json::Value = app
-        .client
-        .get(url)
+    let ncco: serde_json::Value = crate::carrier_signing::vonage_get(&app, &path)
         .send()
         .await
         .unwrap()
@@ -260,15 +270,14 @@ async fn the_vonage_answer_webhook_returns_an_ncco_that_streams_to_the_agent() {
     assert_eq!(call["from_number"], "447700900000");
 
     for query in ["", "?agent_id=99999"] {
-        let refusal: serde_json::Value = app
-            .client
-            .get(format!("{}/carrier/vonage/answer{query}", app.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let refusal: serde_json::Value =
+            crate::carrier_signing::vonage_get(&app, &format!("/carrier/vonage/answer{query}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
         assert_eq!(refusal[0]["action"], "talk", "{refusal}");
     }
 }

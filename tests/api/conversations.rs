@@ -583,10 +583,25 @@ async fn the_agent_transfers_a_twilio_call_through_twilios_api() {
             retries: 0,
         });
         c.twilio_account_sid = Some("ACtest".into());
-        c.twilio_auth_token = Some("twilio-secret".to_owned().into());
+        c.twilio_auth_token = Some(crate::carrier_signing::TWILIO_TOKEN.to_owned().into());
         c.twilio_api_url = twilio_url;
+        c.preload_models = true;
     })
     .await;
+    // The call is timed like a real one: it starts once the models are loaded.
+    for _ in 0..600 {
+        let ready = app
+            .client
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = ready.json().await.unwrap();
+        if body["models"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (s, agent) = dental(&app, "transfer@example.com").await;
     let r = app
         .patch(
@@ -597,24 +612,55 @@ async fn the_agent_transfers_a_twilio_call_through_twilios_api() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 
-    let report = call(
+    // A real inbound call: Twilio's signed webhook names the call, then Twilio streams it (the
+    // simulator's start message claims another CallSid, which must not be the one redirected).
+    let form = [
+        ("CallSid", "CAinbound0001"),
+        ("From", CALLER),
+        ("To", "+61255500001"),
+    ];
+    let twiml = crate::carrier_signing::twilio_post(
         &app,
-        &s,
-        agent,
-        SimCarrier::Twilio,
-        conversation("booking-joe", 1),
+        &format!("/carrier/twilio/voice?agent_id={agent}"),
+        &form,
     )
-    .await;
-    let call = analysed(&app, &s, report.call_id).await;
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let parameter = |name: &str| {
+        let marker = format!("<Parameter name=\"{name}\" value=\"");
+        let start = twiml.find(&marker).expect("a stream parameter") + marker.len();
+        twiml[start..].split('"').next().unwrap().to_owned()
+    };
+    let call_id: i64 = parameter("call_id").parse().unwrap();
+    callgenius::simulator::stream(callgenius::simulator::StreamPlan {
+        call_id,
+        stream_url: format!("{}/media/twilio", app.base.replacen("http", "ws", 1)),
+        token: parameter("token"),
+        utterances: conversation("booking-joe", 1),
+        listen_first: false,
+        pause: Duration::from_millis(800),
+        speed: 1.0,
+        // Patient: the transfer comes after the model's turn and its spoken reply.
+        quiet: Duration::from_secs(8),
+        carrier: SimCarrier::Twilio,
+    })
+    .await
+    .unwrap();
+    let call = analysed(&app, &s, call_id).await;
     assert_eq!(call["disposition"], "transferred", "{call}");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
     let (sid, auth, body) = &seen[0];
-    // The simulator's CallSid; basic auth with the account SID and token; the configured
-    // number, not the one the model asked for.
-    assert_eq!(sid, &format!("CAsim{}.json", report.call_id));
+    // The CallSid of Twilio's signed webhook, not the stream's claim; basic auth with the
+    // account SID and token; the configured number, not the one the model asked for.
+    assert_eq!(sid, "CAinbound0001.json");
     use base64::Engine as _;
-    let expected = base64::engine::general_purpose::STANDARD.encode("ACtest:twilio-secret");
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(format!("ACtest:{}", crate::carrier_signing::TWILIO_TOKEN));
     assert_eq!(auth, &format!("Basic {expected}"));
     let form: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap();
     assert_eq!(

@@ -6,6 +6,8 @@ mod auth;
 mod bench;
 mod billing;
 mod calls;
+mod carrier_security;
+mod carrier_signing;
 mod carriers;
 mod conversations;
 mod errors;

@@ -281,7 +281,9 @@ async fn the_agent_greets_hears_the_caller_and_answers_with_marks() {
     // The call record: completed, with both turns and their latency reports.
     let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
     assert_eq!(call["status"], "completed", "{call}");
-    assert_eq!(call["carrier_call_id"], "CAtest");
+    // A test call's stream is opened by whoever asked for it: the call id its start message
+    // claims is not recorded (transfers would act on it).
+    assert!(call["carrier_call_id"].is_null(), "{call}");
     assert!(call["duration_sec"].as_f64().unwrap() > 1.0);
     let turns = call["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 2, "{call}");
@@ -734,7 +736,9 @@ async fn a_telnyx_stream_in_l16_with_frames_out_of_order_is_heard_and_answered_i
 
     let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
     assert_eq!(call["carrier"], "telnyx", "{call}");
-    assert_eq!(call["carrier_call_id"], "v2:test");
+    // A test call's stream is opened by whoever asked for it: the call id its start message
+    // claims is not recorded (transfers would act on it).
+    assert!(call["carrier_call_id"].is_null(), "{call}");
     let heard = call["turns"][1]["caller_text"]
         .as_str()
         .unwrap_or_default()
@@ -816,7 +820,9 @@ async fn a_vonage_stream_of_binary_l16_is_heard_and_answered_with_playback_track
 
     let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
     assert_eq!(call["carrier"], "vonage", "{call}");
-    assert_eq!(call["carrier_call_id"], "vonage-call-1");
+    // A test call's stream is opened by whoever asked for it: the call id its start message
+    // claims is not recorded (transfers would act on it).
+    assert!(call["carrier_call_id"].is_null(), "{call}");
     let turns = call["turns"].as_array().unwrap();
     assert!(
         turns[0]["agent_text"]

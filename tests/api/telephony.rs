@@ -68,7 +68,7 @@ async fn database(url: &str) -> sqlx::AnyConnection {
 
 #[tokio::test]
 async fn numbers_are_searched_validated_provisioned_assigned_and_released() {
-    let app = spawn_app().await;
+    let app = crate::carrier_signing::spawn_signed_app().await;
     let s = app.register("owner@clinic.example", "Clinic").await;
     let other = app.register("owner@other.example", "Other").await;
 
@@ -238,19 +238,21 @@ async fn numbers_are_searched_validated_provisioned_assigned_and_released() {
     let voice = |to: String| {
         let app = app.clone();
         async move {
-            app.client
-                .post(format!("{}/carrier/twilio/voice", app.base))
-                .form(&[
+            crate::carrier_signing::twilio_post(
+                &app,
+                "/carrier/twilio/voice",
+                &[
                     ("CallSid", "CA1"),
                     ("From", "+61255509999"),
                     ("To", to.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
+                ],
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
         }
     };
     let twiml = voice(offered[0].clone()).await;
@@ -266,14 +268,22 @@ async fn numbers_are_searched_validated_provisioned_assigned_and_released() {
     );
     assert!(!twiml.contains("<Stream"), "{twiml}");
 
-    // Without a Twilio auth token nothing can report outbound progress.
-    let status = app
+    // Progress is reported only for outbound calls, and only signed: an unsigned report is
+    // refused before any lookup; a signed one for the inbound call is not an outbound call.
+    let form = [("CallSid", "CA1"), ("CallStatus", "busy")];
+    let unsigned = app
         .client
         .post(format!("{}/carrier/twilio/status?call_id=1", app.base))
-        .form(&[("CallSid", "CA1"), ("CallStatus", "busy")])
+        .form(&form)
         .send()
         .await
         .unwrap();
+    assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
+    let status =
+        crate::carrier_signing::twilio_post(&app, "/carrier/twilio/status?call_id=1", &form)
+            .send()
+            .await
+            .unwrap();
     assert_eq!(status.status(), StatusCode::NOT_FOUND);
 
     let r = app.delete(&format!("/api/numbers/{id}"), &s.token).await;
