@@ -60,6 +60,28 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// Plans, the trial, and the payment provider.
     pub billing: BillingSettings,
+    /// The node registry: heartbeats, and when a silent node's calls are closed and billed.
+    pub nodes: NodeSettings,
+}
+
+/// Engine processes sharing a database: each heartbeats; the calls of one silent for
+/// `timeout_secs` (a crash) are closed with their last known duration and billed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSettings {
+    /// How often a node records that it is alive, and how live its calls' durations are.
+    pub heartbeat_secs: u64,
+    /// A node silent this long is gone; any node then ends its calls.
+    pub timeout_secs: u64,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 5,
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// The carrier numbers and outbound calls go through.
@@ -365,6 +387,7 @@ impl Config {
             dialler: DiallerSettings::default(),
             webhooks: WebhookSettings::default(),
             billing: BillingSettings::default(),
+            nodes: NodeSettings::default(),
         }
     }
 
@@ -443,6 +466,7 @@ struct FileConfig {
     dialler: Option<DiallerSettings>,
     webhooks: Option<WebhookSettings>,
     billing: Option<BillingSettings>,
+    nodes: Option<NodeSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -583,6 +607,7 @@ impl Config {
                 }
                 billing
             },
+            nodes: file.nodes.unwrap_or(defaults.nodes),
         };
         config.validate()?;
         Ok(config)
@@ -660,6 +685,13 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1"));
+        }
+        let n = &self.nodes;
+        if n.heartbeat_secs == 0 || n.timeout_secs < 2 * n.heartbeat_secs {
+            return Err(invalid(
+                "nodes",
+                "heartbeat_secs must be at least 1 and timeout_secs at least twice it",
+            ));
         }
         self.billing.validate()?;
         Ok(())
