@@ -112,14 +112,12 @@ impl Period {
         Period { start, end }
     }
 
-    /// The period usage counts in at `at`: the plan's current billing period once Stripe has
-    /// reported one (kept past its end until the next paid invoice replaces it, so a late
-    /// renewal never hands out a fresh allowance early), else the calendar month.
+    /// The period usage counts in at `at`: the plan's billing period once Stripe has reported
+    /// one (kept past its end until the next paid invoice replaces it, so a late renewal never
+    /// hands out a fresh allowance early, nor a calendar month in between), else the calendar
+    /// month.
     pub fn current(at: DateTime<Utc>, plan: Option<Period>) -> Period {
-        match plan {
-            Some(plan) if plan.start <= at => plan,
-            _ => Period::containing(at),
-        }
+        plan.unwrap_or_else(|| Period::containing(at))
     }
 
     /// The period as usage records name it: its start, RFC 3339 with milliseconds.
@@ -730,6 +728,22 @@ mod tests {
         assert_eq!(overage_cents(26, 12), 6);
         assert_eq!(overage_cents(60, 15), 15);
         assert_eq!(overage_cents(61, 15), 16);
+    }
+
+    #[test]
+    fn a_subscriptions_period_replaces_the_calendar_month_until_the_next_one() {
+        let now = at("2025-03-15T10:00:00Z");
+        assert_eq!(Period::current(now, None), Period::containing(now));
+        let paid = Period {
+            start: at("2025-03-10T08:00:00Z"),
+            end: at("2025-04-10T08:00:00Z"),
+        };
+        assert_eq!(Period::current(now, Some(paid)), paid);
+        // Past its end, until Stripe reports the next paid invoice: still the same period.
+        assert_eq!(
+            Period::current(at("2025-04-10T09:00:00Z"), Some(paid)),
+            paid
+        );
     }
 
     #[test]

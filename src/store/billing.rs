@@ -466,12 +466,13 @@ pub enum PlanSync {
     Active,
     /// The plan ended (the subscription was the one behind it).
     Ended,
-    /// The subscription ended, but another one is behind the business's plan now.
+    /// Another subscription is behind the business's plan now: nothing changed.
     Superseded,
 }
 
-/// Brings the plan of the subscription's business in line with the subscription: active, with
-/// its terms and its period; or ended, back to pay-as-you-go at `payg_rate`.
+/// Brings the plan of the subscription's business in line with the subscription, when it is
+/// the one behind the plan (or none is): active, with its terms and its period; or ended, back
+/// to pay-as-you-go at `payg_rate`.
 pub async fn sync_plan(tx: &mut Tx, subscription: &str, payg_rate: i64) -> StoreResult<PlanSync> {
     type Row = (
         Option<i64>,
@@ -493,11 +494,13 @@ pub async fn sync_plan(tx: &mut Tx, subscription: &str, payg_rate: i64) -> Store
         return Ok(PlanSync::Unattached);
     };
     if status == "active" {
-        sqlx::query(
+        // Not over another subscription now behind the plan (a second checkout).
+        let done = sqlx::query(
             "UPDATE tenants SET plan = $1, plan_included_seconds = $2, \
                 overage_cents_per_minute = $3, plan_period_start = $4, plan_period_end = $5, \
                 plan_activated_at = COALESCE(plan_activated_at, $6), \
-                stripe_subscription_id = $7 WHERE id = $8",
+                stripe_subscription_id = $7 \
+             WHERE id = $8 AND (stripe_subscription_id IS NULL OR stripe_subscription_id = $7)",
         )
         .bind(plan)
         .bind(included.unwrap_or(0))
@@ -509,7 +512,11 @@ pub async fn sync_plan(tx: &mut Tx, subscription: &str, payg_rate: i64) -> Store
         .bind(tenant)
         .execute(&mut **tx)
         .await?;
-        return Ok(PlanSync::Active);
+        return Ok(if done.rows_affected() == 1 {
+            PlanSync::Active
+        } else {
+            PlanSync::Superseded
+        });
     }
     let done = sqlx::query(
         "UPDATE tenants SET plan = NULL, plan_included_seconds = 0, \
