@@ -1397,10 +1397,35 @@ const FAST_NODES: &str = "[nodes]\nheartbeat_secs = 1\ntimeout_secs = 3\n";
 
 #[tokio::test]
 async fn a_call_cut_off_by_a_killed_engine_is_ended_and_billed_by_another_engine() {
+    crash_mid_call(Restart::AnotherEngine).await;
+}
+
+#[tokio::test]
+async fn an_engine_restarted_in_place_of_a_killed_one_ends_its_calls_at_once() {
+    crash_mid_call(Restart::SameAddress).await;
+}
+
+/// Who ends the killed engine's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// Another engine, once the dead one's heartbeat is older than the timeout (3 s).
+    AnotherEngine,
+    /// The engine started again on the same address, at start-up, though the timeout (10
+    /// minutes) is far off.
+    SameAddress,
+}
+
+/// A live test call on an engine process killed with SIGKILL mid-call; then `restart`.
+async fn crash_mid_call(restart: Restart) {
     use crate::telephony::{Engine, shared_database};
+    let nodes = match restart {
+        Restart::AnotherEngine => FAST_NODES,
+        Restart::SameAddress => "[nodes]\nheartbeat_secs = 1\ntimeout_secs = 600\n",
+    };
     let dir = tempfile::tempdir().unwrap();
     let database_url = shared_database(dir.path()).await;
-    let mut first = Engine::start(dir.path(), &database_url, FAST_NODES).await;
+    let mut first = Engine::start(dir.path(), &database_url, nodes).await;
+    let port: u16 = first.base.rsplit(':').next().unwrap().parse().unwrap();
     let app = TestApp::at(first.base.clone(), database_url.clone().into());
     let s = app.register("crash@example.com", "Crash Clinic").await;
     let agent = app.create_agent(&s.token, "Reception").await;
@@ -1475,7 +1500,11 @@ async fn a_call_cut_off_by_a_killed_engine_is_ended_and_billed_by_another_engine
     assert_eq!(status, "in-progress", "nobody ended the call at the kill");
 
     // A second engine on the same database ends the call with its last known duration.
-    let second = Engine::start(dir.path(), &database_url, FAST_NODES).await;
+    let restarted = Instant::now();
+    let second = match restart {
+        Restart::AnotherEngine => Engine::start(dir.path(), &database_url, nodes).await,
+        Restart::SameAddress => Engine::start_on(port, dir.path(), &database_url, nodes).await,
+    };
     let app = TestApp::at(second.base.clone(), database_url.clone().into());
     let until = Instant::now() + Duration::from_secs(30);
     let ended = loop {
@@ -1491,6 +1520,12 @@ async fn a_call_cut_off_by_a_killed_engine_is_ended_and_billed_by_another_engine
     };
     assert_eq!(ended["status"], "failed", "{ended}");
     assert_eq!(ended["disposition"], "interrupted", "{ended}");
+    if restart == Restart::SameAddress {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(60),
+            "ended at start-up, not after the 10 minute timeout"
+        );
+    }
     let ms = (ended["duration_sec"].as_f64().unwrap() * 1000.0).round() as i64;
     // At least the greeting and the 3 s after it, less one heartbeat; at most the wall time.
     assert!(
