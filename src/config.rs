@@ -880,4 +880,38 @@ mod tests {
         assert!(matches!(typo, Err(ConfigError::Parse { .. })));
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn the_node_settings_are_read_from_their_section_and_checked() {
+        let dir = std::env::temp_dir().join(format!("cg-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let load = |toml: &str| {
+            let file = dir.join("nodes.toml");
+            std::fs::write(&file, toml).unwrap();
+            Config::load(Overrides {
+                config_file: Some(file),
+                ..Default::default()
+            })
+        };
+        let defaults = load("").unwrap().nodes;
+        assert_eq!((defaults.heartbeat_secs, defaults.timeout_secs), (5, 30));
+        let fast = load("[nodes]\nheartbeat_secs = 1\ntimeout_secs = 3\n").unwrap();
+        assert_eq!((fast.nodes.heartbeat_secs, fast.nodes.timeout_secs), (1, 3));
+        for bad in [
+            "[nodes]\nheartbeat_secs = 0\n",
+            "[nodes]\nheartbeat_secs = 10\ntimeout_secs = 15\n",
+        ] {
+            assert!(
+                matches!(
+                    load(bad),
+                    Err(ConfigError::Invalid {
+                        setting: "nodes",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
