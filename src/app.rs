@@ -10,7 +10,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Telephony};
-use crate::config::Config;
+use crate::config::{Config, NodeSettings};
+use crate::domain::NodeId;
 use crate::media::MediaState;
 use crate::models::SpeechModels;
 use crate::models::pool::InferencePool;
@@ -33,6 +34,8 @@ pub enum StartError {
     Database(#[source] StoreError),
     #[error("cannot migrate the database")]
     Migrate(#[source] StoreError),
+    #[error("cannot register this node")]
+    Node(#[source] StoreError),
     #[error(transparent)]
     Models(crate::models::ModelError),
     #[error("the LLM settings are unusable: {0}")]
@@ -52,6 +55,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     preload_models: bool,
+    node: NodeId,
+    nodes: NodeSettings,
 }
 
 impl Application {
@@ -88,6 +93,19 @@ impl Application {
         let telephony = Telephony::new(&config, &public_url);
         api::carrier_auth::warn_if_insecure(&config);
         let media = MediaState::from_config(&config).map_err(StartError::Llm)?;
+        // This process in the node registry; earlier processes on this machine and address are
+        // gone (this one holds the address), so their calls are ended at the first sweep.
+        let node_name = format!("{}/{local_addr}", host_name());
+        let node = crate::store::nodes::register(&db, &node_name, i64::from(std::process::id()))
+            .await
+            .map_err(StartError::Node)?;
+        let retired = crate::store::nodes::retire_previous(&db, node, &node_name)
+            .await
+            .map_err(StartError::Node)?;
+        if retired > 0 {
+            tracing::info!(retired, "earlier processes of this node retired");
+        }
+        telephony.live.set_node(node, node_name);
         let state = AppState::new(db, &config, Arc::new(speech), telephony, media);
         let router = api::router(state.clone(), &config.limits);
         tracing::info!(
@@ -101,6 +119,8 @@ impl Application {
             router,
             state,
             preload_models: config.preload_models,
+            node,
+            nodes: config.nodes,
         })
     }
 
@@ -128,6 +148,8 @@ impl Application {
             router,
             state,
             preload_models,
+            node,
+            nodes,
             ..
         } = self;
         // Calls whose after-call work was cut short by a stop are finished now.
@@ -155,7 +177,7 @@ impl Application {
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown);
-        let maintenance = maintenance(state.clone());
+        let maintenance = maintenance(state.clone(), node, nodes);
         let knowledge = crate::knowledge::worker::run(state.knowledge.clone());
         let dialler = state.dialler.clone().run();
         let webhooks = crate::events::run(state.webhooks.clone());
@@ -183,6 +205,10 @@ impl Application {
                 );
             }
         }
+        // A clean stop: calls still live after the drain are left to the other nodes' sweep.
+        if let Err(error) = crate::store::nodes::deregister(&state.db, node).await {
+            tracing::warn!(%error, "could not deregister this node");
+        }
         state.db.close().await;
         tracing::info!("database pool closed");
         outcome
@@ -190,16 +216,51 @@ impl Application {
 }
 
 /// Periodic housekeeping: forgets idle rate-limit keys, compacts metric histograms, and fails
-/// calls whose stream never connected. Runs until the application stops.
-async fn maintenance(state: AppState) {
-    let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
+/// calls whose stream never connected; and, every heartbeat, the node's upkeep. Runs until the
+/// application stops.
+async fn maintenance(state: AppState, node: NodeId, nodes: NodeSettings) {
+    let housekeeping = async {
+        let mut ticker = tokio::time::interval(MAINTENANCE_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            state.limiters.forget_idle();
+            state.metrics.run_upkeep();
+            if let Err(error) = crate::calls::expire_unstarted(&state.db).await {
+                tracing::warn!(%error, "could not sweep calls that never connected");
+            }
+        }
+    };
+    tokio::join!(housekeeping, node_upkeep(&state, node, &nodes));
+}
+
+/// Every heartbeat: records that this node is alive with its live calls' last moment, then
+/// ends (and bills) the calls of nodes that are gone. The first round runs at start-up.
+async fn node_upkeep(state: &AppState, node: NodeId, nodes: &NodeSettings) {
+    let timeout = Duration::from_secs(nodes.timeout_secs);
+    let mut ticker = tokio::time::interval(Duration::from_secs(nodes.heartbeat_secs));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        state.limiters.forget_idle();
-        state.metrics.run_upkeep();
-        if let Err(error) = crate::calls::expire_unstarted(&state.db).await {
-            tracing::warn!(%error, "could not sweep calls that never connected");
+        if let Err(error) = crate::calls::heartbeat(&state.db, &state.telephony.live, node).await {
+            tracing::warn!(%error, "could not record this node's heartbeat");
+        }
+        match crate::calls::end_interrupted(&state.db, node, timeout).await {
+            Ok(0) => {}
+            Ok(ended) => tracing::info!(ended, "calls of nodes that are gone ended and billed"),
+            Err(error) => {
+                tracing::warn!(%error, "could not sweep the calls of nodes that are gone")
+            }
         }
     }
+}
+
+/// This machine's host name, for the node registry.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }

@@ -64,6 +64,28 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// Plans, the trial, and the payment provider.
     pub billing: BillingSettings,
+    /// The node registry: heartbeats, and when a silent node's calls are closed and billed.
+    pub nodes: NodeSettings,
+}
+
+/// Engine processes sharing a database: each heartbeats; the calls of one silent for
+/// `timeout_secs` (a crash) are closed with their last known duration and billed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSettings {
+    /// How often a node records that it is alive, and how live its calls' durations are.
+    pub heartbeat_secs: u64,
+    /// A node silent this long is gone; any node then ends its calls.
+    pub timeout_secs: u64,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 5,
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// Carrier webhooks (besides Twilio's and Vonage's secrets above): each carrier's webhooks are
@@ -413,6 +435,7 @@ impl Config {
             dialler: DiallerSettings::default(),
             webhooks: WebhookSettings::default(),
             billing: BillingSettings::default(),
+            nodes: NodeSettings::default(),
         }
     }
 
@@ -499,6 +522,7 @@ struct FileConfig {
     dialler: Option<DiallerSettings>,
     webhooks: Option<WebhookSettings>,
     billing: Option<BillingSettings>,
+    nodes: Option<NodeSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -661,6 +685,7 @@ impl Config {
                 }
                 billing
             },
+            nodes: file.nodes.unwrap_or(defaults.nodes),
         };
         config.validate()?;
         Ok(config)
@@ -739,6 +764,13 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1"));
+        }
+        let n = &self.nodes;
+        if n.heartbeat_secs == 0 || n.timeout_secs < 2 * n.heartbeat_secs {
+            return Err(invalid(
+                "nodes",
+                "heartbeat_secs must be at least 1 and timeout_secs at least twice it",
+            ));
         }
         self.billing.validate()?;
         Ok(())
@@ -925,6 +957,40 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(typo, Err(ConfigError::Parse { .. })));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_node_settings_are_read_from_their_section_and_checked() {
+        let dir = std::env::temp_dir().join(format!("cg-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let load = |toml: &str| {
+            let file = dir.join("nodes.toml");
+            std::fs::write(&file, toml).unwrap();
+            Config::load(Overrides {
+                config_file: Some(file),
+                ..Default::default()
+            })
+        };
+        let defaults = load("").unwrap().nodes;
+        assert_eq!((defaults.heartbeat_secs, defaults.timeout_secs), (5, 30));
+        let fast = load("[nodes]\nheartbeat_secs = 1\ntimeout_secs = 3\n").unwrap();
+        assert_eq!((fast.nodes.heartbeat_secs, fast.nodes.timeout_secs), (1, 3));
+        for bad in [
+            "[nodes]\nheartbeat_secs = 0\n",
+            "[nodes]\nheartbeat_secs = 10\ntimeout_secs = 15\n",
+        ] {
+            assert!(
+                matches!(
+                    load(bad),
+                    Err(ConfigError::Invalid {
+                        setting: "nodes",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

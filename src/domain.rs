@@ -40,6 +40,10 @@ id_type!(
     /// A call (inbound, outbound or a test call).
     CallId
 );
+id_type!(
+    /// An engine process registered in the node registry.
+    NodeId
+);
 
 /// Which way a call goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

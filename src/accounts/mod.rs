@@ -104,7 +104,8 @@ fn decoy_hash() -> String {
         .clone()
 }
 
-/// Creates a user, their first business (with them as owner, and `trial`) and a token for it.
+/// Creates a user, their first business (with them as owner, and the account's one `trial`)
+/// and a token for it.
 #[instrument(skip_all)]
 pub async fn register(
     db: &Db,
@@ -123,7 +124,7 @@ pub async fn register(
         other => other?,
     };
     let tenant = store::insert_tenant(&mut tx, business_name, user).await?;
-    crate::store::billing::grant_trial(&mut tx, TenantId(tenant.id), trial).await?;
+    crate::store::billing::grant_trial(&mut tx, TenantId(tenant.id), user, trial).await?;
     store::set_last_tenant(&mut tx, user, TenantId(tenant.id)).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(user_id = %user, tenant_id = tenant.id, "account registered");
@@ -171,7 +172,9 @@ pub async fn logout(db: &Db, token: TokenId) -> Result<(), AccountError> {
     Ok(())
 }
 
-/// Creates another business owned by `user`, with `trial`.
+/// Creates another business owned by `user`. The trial is one per account: a business gets it
+/// only if its owner has not had it (see [`crate::store::billing::grant_trial`]); later ones
+/// start on pay-as-you-go, with nothing to spend until a plan or a top-up.
 #[instrument(skip_all, fields(user_id = %user))]
 pub async fn create_tenant(
     db: &Db,
@@ -181,8 +184,10 @@ pub async fn create_tenant(
 ) -> Result<TenantRow, AccountError> {
     let mut tx = db.begin_write().await?;
     let tenant = store::insert_tenant(&mut tx, name, user).await?;
-    crate::store::billing::grant_trial(&mut tx, TenantId(tenant.id), trial).await?;
+    let trial_seconds =
+        crate::store::billing::grant_trial(&mut tx, TenantId(tenant.id), user, trial).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(tenant_id = tenant.id, trial_seconds, "business created");
     Ok(tenant)
 }
 

@@ -17,8 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Auth, Fields, JsonBody, Optional};
 use super::{AppState, JsonResult};
 use crate::billing::{
-    BillingError, Completion, Plan, Purchase, StripeOutcome, TOP_UP_MAX_CENTS, TOP_UP_MIN_CENTS,
-    builtin, shown_minutes,
+    BillingError, Plan, Purchase, TOP_UP_MAX_CENTS, TOP_UP_MIN_CENTS, builtin, shown_minutes,
 };
 use crate::domain::Role;
 
@@ -294,13 +293,18 @@ async fn confirm_checkout(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookReceipt {
     pub received: bool,
-    /// `completed`, `already_completed`, `expired` or `ignored`.
+    /// `completed`, `already_completed`, `expired`, `renewed`, `ended`, `recorded` (a
+    /// subscription whose checkout is not reported yet), `stale` (older than the subscription's
+    /// state), `duplicate` (an event id seen before) or `ignored`.
     pub result: String,
 }
 
 /// Stripe's webhook: `checkout.session.completed` (and `async_payment_succeeded`) activate the
 /// plan or credit the wallet of the session it names, once; `checkout.session.expired` closes
-/// it; other events are acknowledged and ignored.
+/// it; `invoice.paid` renews a subscription's plan for the period paid for;
+/// `invoice.payment_failed` and `customer.subscription.deleted` end it. Each event id is
+/// applied once, and an event older than its subscription's state changes nothing; other
+/// events are acknowledged and ignored.
 #[utoipa::path(
     post, path = "/billing/stripe/webhook", tag = "billing",
     request_body(content = String, content_type = "application/json", description = "A Stripe event, signed in Stripe-Signature"),
@@ -330,12 +334,7 @@ async fn stripe_webhook(
         }
         Err(error) => return Err(error.into()),
     };
-    let result = match outcome {
-        StripeOutcome::Completed(Completion::Applied) => "completed",
-        StripeOutcome::Completed(Completion::AlreadyCompleted) => "already_completed",
-        StripeOutcome::Expired => "expired",
-        StripeOutcome::Ignored => "ignored",
-    };
+    let result = outcome.as_str();
     Ok(Json(WebhookReceipt {
         received: true,
         result: result.into(),

@@ -18,6 +18,17 @@
 //! the terms on offer; completing it (the built-in page's confirmation, or Stripe's signed
 //! `checkout.session.completed`) activates the plan or credits the wallet exactly once.
 //!
+//! Stripe subscriptions. A subscription checkout records Stripe's subscription and customer ids
+//! with the business; then `invoice.paid` renews the plan for the period its invoice lines name
+//! (the included minutes start again: usage is counted in that period, [`Period::current`]),
+//! and `invoice.payment_failed` or `customer.subscription.deleted` end it (calls fall back to
+//! the wallet at the pay-as-you-go rate). Every event is applied once by its id, and a
+//! subscription's events are ordered by their `created` time: an older one never overrides a
+//! newer state.
+//!
+//! The trial is one per account: the first business a user creates gets it
+//! ([`crate::store::billing::grant_trial`]).
+//!
 //! Everything here but [`Billing`]'s methods is arithmetic without I/O; the store uses it inside
 //! its transactions.
 
@@ -99,6 +110,14 @@ impl Period {
             month_start(at.year(), at.month() + 1)
         };
         Period { start, end }
+    }
+
+    /// The period usage counts in at `at`: the plan's billing period once Stripe has reported
+    /// one (kept past its end until the next paid invoice replaces it, so a late renewal never
+    /// hands out a fresh allowance early, nor a calendar month in between), else the calendar
+    /// month.
+    pub fn current(at: DateTime<Utc>, plan: Option<Period>) -> Period {
+        plan.unwrap_or_else(|| Period::containing(at))
     }
 
     /// The period as usage records name it: its start, RFC 3339 with milliseconds.
@@ -215,7 +234,7 @@ impl Balance {
 
 /// Whether `tenant` may start a new call now (one query).
 pub async fn can_start_call(db: &Db, tenant: TenantId) -> StoreResult<Result<(), Blocked>> {
-    let period = Period::containing(Utc::now());
+    let period = store::period(db.pool(), tenant, Utc::now()).await?;
     let row = store::balance(db, tenant, &period.key()).await?;
     Ok(row.balance().gate())
 }
@@ -289,8 +308,35 @@ pub enum Completion {
 pub enum StripeOutcome {
     Completed(Completion),
     Expired,
+    /// `invoice.paid`: the plan is active for the period paid for.
+    Renewed,
+    /// `invoice.payment_failed` or `customer.subscription.deleted`: the plan ended.
+    Ended,
+    /// A lifecycle event recorded for a subscription whose checkout has not been reported yet
+    /// (it applies when it is), or whose business has another subscription now.
+    Recorded,
+    /// Older than the event that set the subscription's state: changes nothing.
+    Stale,
+    /// An event id seen before (a redelivery): changes nothing.
+    Duplicate,
     /// Another event type, an unpaid session, or a session that is not ours.
     Ignored,
+}
+
+impl StripeOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StripeOutcome::Completed(Completion::Applied) => "completed",
+            StripeOutcome::Completed(Completion::AlreadyCompleted) => "already_completed",
+            StripeOutcome::Expired => "expired",
+            StripeOutcome::Renewed => "renewed",
+            StripeOutcome::Ended => "ended",
+            StripeOutcome::Recorded => "recorded",
+            StripeOutcome::Stale => "stale",
+            StripeOutcome::Duplicate => "duplicate",
+            StripeOutcome::Ignored => "ignored",
+        }
+    }
 }
 
 /// The billing service: the configured plans and trial, and the payment provider.
@@ -321,7 +367,7 @@ impl Billing {
         }
     }
 
-    /// What a business gets when it is created.
+    /// What a business gets when it is created (the trial only if its owner has not had it).
     pub fn trial(&self) -> TrialGrant {
         let settings = &self.inner.settings;
         TrialGrant {
@@ -349,7 +395,7 @@ impl Billing {
 
     /// The tenant's usage in the current period.
     pub async fn usage(&self, db: &Db, tenant: TenantId) -> StoreResult<Usage> {
-        let period = Period::containing(Utc::now());
+        let period = store::period(db.pool(), tenant, Utc::now()).await?;
         let row = store::balance(db, tenant, &period.key()).await?;
         let balance = row.balance();
         Ok(Usage {
@@ -462,8 +508,9 @@ impl Billing {
         complete(db, &row).await
     }
 
-    /// Handles a Stripe webhook delivery: checks its signature, then completes or expires the
-    /// checkout session it names.
+    /// Handles a Stripe webhook delivery: checks its signature, then, once per event id (in the
+    /// transaction that records the id), completes or expires the checkout session it names or
+    /// applies a subscription's lifecycle event unless a newer one already has.
     pub async fn stripe_event(
         &self,
         db: &Db,
@@ -486,30 +533,127 @@ impl Billing {
         )
         .map_err(BillingError::BadSignature)?;
         let event = stripe::Event::parse(body).map_err(BillingError::BadEvent)?;
-        let Some(session) = event.checkout_session() else {
-            return Ok(StripeOutcome::Ignored);
+        let change = event
+            .subscription_change()
+            .map_err(BillingError::BadEvent)?;
+        let session = match event.checkout_session() {
+            Some(session) => self.our_session(db, &event, session).await?,
+            None => None,
         };
+        let mut tx = db.begin_write().await?;
+        let created = event.created.unwrap_or_else(|| Utc::now().timestamp());
+        if !store::record_stripe_event(&mut tx, &event.id, &event.kind, created).await? {
+            tracing::info!(event_id = %event.id, event = %event.kind, "stripe event already processed");
+            return Ok(StripeOutcome::Duplicate);
+        }
+        let outcome = if let Some(change) = change {
+            self.subscription_event(&mut tx, &change).await?
+        } else if let Some((row, session)) = session {
+            match event.kind.as_str() {
+                stripe::SESSION_COMPLETED | stripe::ASYNC_PAYMENT_SUCCEEDED
+                    if session.is_paid() =>
+                {
+                    let applied = store::complete_checkout_in(&mut tx, row.id).await?;
+                    if applied && let Some(subscription) = &session.subscription {
+                        let tenant = TenantId(row.tenant_id);
+                        store::attach_subscription(
+                            &mut tx,
+                            subscription,
+                            session.customer.as_deref(),
+                            tenant,
+                            created,
+                        )
+                        .await?;
+                        store::sync_plan(
+                            &mut tx,
+                            subscription,
+                            self.trial().overage_cents_per_minute,
+                        )
+                        .await?;
+                    }
+                    StripeOutcome::Completed(if applied {
+                        Completion::Applied
+                    } else {
+                        Completion::AlreadyCompleted
+                    })
+                }
+                stripe::SESSION_EXPIRED => {
+                    store::expire_checkout_in(&mut tx, row.id).await?;
+                    StripeOutcome::Expired
+                }
+                _ => StripeOutcome::Ignored,
+            }
+        } else {
+            StripeOutcome::Ignored
+        };
+        tx.commit().await.map_err(StoreError::from)?;
+        tracing::info!(
+            event_id = %event.id, event = %event.kind, result = outcome.as_str(),
+            "stripe event processed"
+        );
+        Ok(outcome)
+    }
+
+    /// The checkout row a Checkout Session event is about, if the session is one of ours: its
+    /// reference is a token we issued and its id the one Stripe gave us for it.
+    async fn our_session(
+        &self,
+        db: &Db,
+        event: &stripe::Event,
+        session: stripe::SessionObject,
+    ) -> Result<Option<(CheckoutRow, stripe::SessionObject)>, BillingError> {
         let Some(reference) = session.client_reference_id.as_deref() else {
-            return Ok(StripeOutcome::Ignored);
+            return Ok(None);
         };
         let row = store::checkout_by_token(db, &token_hash(reference)).await?;
-        let Some(row) = row.filter(|row| {
+        let row = row.filter(|row| {
             row.provider == ProviderKind::Stripe.as_str()
                 && row.provider_session_id.as_deref() == Some(session.id.as_str())
-        }) else {
+        });
+        if row.is_none() {
             tracing::info!(event = %event.kind, "stripe event for a checkout session that is not ours");
-            return Ok(StripeOutcome::Ignored);
-        };
-        match event.kind.as_str() {
-            stripe::SESSION_COMPLETED | stripe::ASYNC_PAYMENT_SUCCEEDED if session.is_paid() => {
-                Ok(StripeOutcome::Completed(complete(db, &row).await?))
-            }
-            stripe::SESSION_EXPIRED => {
-                store::expire_checkout(db, row.id).await?;
-                Ok(StripeOutcome::Expired)
-            }
-            _ => Ok(StripeOutcome::Ignored),
         }
+        Ok(row.map(|row| (row, session)))
+    }
+
+    /// Applies `invoice.paid`, `invoice.payment_failed` or `customer.subscription.deleted`.
+    async fn subscription_event(
+        &self,
+        tx: &mut crate::store::Tx,
+        change: &stripe::SubscriptionChange,
+    ) -> Result<StripeOutcome, BillingError> {
+        let period = match change.state {
+            stripe::SubscriptionState::Paid { start, end } => {
+                let instant = |t: i64| {
+                    DateTime::from_timestamp(t, 0).map(stamp).ok_or_else(|| {
+                        BillingError::BadEvent(format!("period bound {t} is out of range"))
+                    })
+                };
+                Some((instant(start)?, instant(end)?))
+            }
+            stripe::SubscriptionState::Ended => None,
+        };
+        let state = store::SubscriptionState {
+            customer: change.customer.as_deref(),
+            status: if period.is_some() { "active" } else { "ended" },
+            period: period.as_ref().map(|(s, e)| (s.as_str(), e.as_str())),
+            created: change.created,
+        };
+        if !store::set_subscription_state(tx, &change.subscription, state).await? {
+            tracing::info!(subscription = %change.subscription, "stale stripe event ignored");
+            return Ok(StripeOutcome::Stale);
+        }
+        let synced = store::sync_plan(
+            tx,
+            &change.subscription,
+            self.trial().overage_cents_per_minute,
+        )
+        .await?;
+        Ok(match synced {
+            store::PlanSync::Active => StripeOutcome::Renewed,
+            store::PlanSync::Ended => StripeOutcome::Ended,
+            store::PlanSync::Unattached | store::PlanSync::Superseded => StripeOutcome::Recorded,
+        })
     }
 }
 
@@ -584,6 +728,22 @@ mod tests {
         assert_eq!(overage_cents(26, 12), 6);
         assert_eq!(overage_cents(60, 15), 15);
         assert_eq!(overage_cents(61, 15), 16);
+    }
+
+    #[test]
+    fn a_subscriptions_period_replaces_the_calendar_month_until_the_next_one() {
+        let now = at("2025-03-15T10:00:00Z");
+        assert_eq!(Period::current(now, None), Period::containing(now));
+        let paid = Period {
+            start: at("2025-03-10T08:00:00Z"),
+            end: at("2025-04-10T08:00:00Z"),
+        };
+        assert_eq!(Period::current(now, Some(paid)), paid);
+        // Past its end, until Stripe reports the next paid invoice: still the same period.
+        assert_eq!(
+            Period::current(at("2025-04-10T09:00:00Z"), Some(paid)),
+            paid
+        );
     }
 
     #[test]

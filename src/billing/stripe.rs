@@ -8,8 +8,14 @@
 //! secret: `Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`
 //! (several `v1` while a secret is rolled). [`verify_signature`] checks it in constant time and
 //! refuses timestamps more than [`TOLERANCE_SECS`] away, so a captured delivery cannot be
-//! replayed later; replays inside the window are harmless because completing a session is
-//! idempotent.
+//! replayed later; inside the window, an event is applied once by its id (see
+//! [`crate::billing`]).
+//!
+//! A subscription then follows Stripe's lifecycle events: `invoice.paid` (a period paid for:
+//! the first and every renewal; its subscription in `parent.subscription_details.subscription`,
+//! or `subscription` in API versions before 2025, its period in `lines.data[].period`),
+//! `invoice.payment_failed` and `customer.subscription.deleted` (the plan ends). [`Event`] reads
+//! these shapes; [`Event::subscription_change`] says what one means for its subscription.
 
 use std::time::Duration;
 
@@ -30,6 +36,9 @@ pub const TOLERANCE_SECS: i64 = 300;
 pub const SESSION_COMPLETED: &str = "checkout.session.completed";
 pub const ASYNC_PAYMENT_SUCCEEDED: &str = "checkout.session.async_payment_succeeded";
 pub const SESSION_EXPIRED: &str = "checkout.session.expired";
+pub const INVOICE_PAID: &str = "invoice.paid";
+pub const INVOICE_PAYMENT_FAILED: &str = "invoice.payment_failed";
+pub const SUBSCRIPTION_DELETED: &str = "customer.subscription.deleted";
 
 /// The Stripe provider.
 pub struct Stripe {
@@ -169,10 +178,13 @@ pub fn verify_signature(
     })
 }
 
-/// A webhook event: its type and the object it is about.
+/// A webhook event: its id, type, when Stripe created it, and the object it is about.
 #[derive(Debug, Clone)]
 pub struct Event {
+    pub id: String,
     pub kind: String,
+    /// Unix seconds; what orders a subscription's events.
+    pub created: Option<i64>,
     object: Value,
 }
 
@@ -182,6 +194,9 @@ pub struct SessionObject {
     pub id: String,
     pub client_reference_id: Option<String>,
     pub payment_status: Option<String>,
+    /// Set in `subscription` mode: the subscription and customer the checkout created.
+    pub subscription: Option<String>,
+    pub customer: Option<String>,
 }
 
 impl SessionObject {
@@ -191,6 +206,32 @@ impl SessionObject {
     }
 }
 
+/// What a lifecycle event says about its subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionChange {
+    pub subscription: String,
+    pub customer: Option<String>,
+    /// Unix seconds of the event.
+    pub created: i64,
+    pub state: SubscriptionState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionState {
+    /// A period is paid for: `[start, end)` in unix seconds.
+    Paid { start: i64, end: i64 },
+    /// The payment failed, or the subscription was deleted.
+    Ended,
+}
+
+/// An id that may be expanded into its object.
+fn id_of(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .or_else(|| value["id"].as_str())
+        .map(str::to_owned)
+}
+
 impl Event {
     pub fn parse(body: &[u8]) -> Result<Event, String> {
         let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
@@ -198,8 +239,14 @@ impl Event {
             .as_str()
             .ok_or("the event has no type")?
             .to_owned();
+        let id = value["id"]
+            .as_str()
+            .ok_or("the event has no id")?
+            .to_owned();
         Ok(Event {
+            id,
             kind,
+            created: value["created"].as_i64(),
             object: value["data"]["object"].clone(),
         })
     }
@@ -210,11 +257,66 @@ impl Event {
             return None;
         }
         let text = |field: &str| self.object[field].as_str().map(str::to_owned);
+        let subscription = (self.object["mode"] == "subscription")
+            .then(|| id_of(&self.object["subscription"]))
+            .flatten();
         Some(SessionObject {
             id: text("id")?,
             client_reference_id: text("client_reference_id"),
             payment_status: text("payment_status"),
+            subscription,
+            customer: id_of(&self.object["customer"]),
         })
+    }
+
+    /// What a lifecycle event (`invoice.paid`, `invoice.payment_failed`,
+    /// `customer.subscription.deleted`) says about its subscription. `Ok(None)`: another event,
+    /// or an invoice that is not a subscription's. An event without `created`, or a paid
+    /// invoice without a period, is unreadable.
+    pub fn subscription_change(&self) -> Result<Option<SubscriptionChange>, String> {
+        let object = &self.object;
+        let (subscription, paid) = match self.kind.as_str() {
+            INVOICE_PAID | INVOICE_PAYMENT_FAILED if object["object"] == "invoice" => {
+                let subscription = id_of(&object["parent"]["subscription_details"]["subscription"])
+                    .or_else(|| id_of(&object["subscription"]));
+                (subscription, self.kind == INVOICE_PAID)
+            }
+            SUBSCRIPTION_DELETED if object["object"] == "subscription" => {
+                (id_of(&object["id"]), false)
+            }
+            _ => return Ok(None),
+        };
+        let Some(subscription) = subscription else {
+            return Ok(None);
+        };
+        let created = self.created.ok_or("the event has no created time")?;
+        let state = if paid {
+            // The subscription's line covers the period paid for; proration lines cover parts
+            // of the previous one, so the line ending last is the period.
+            let lines = object["lines"]["data"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice);
+            let (start, end) = lines
+                .iter()
+                .filter_map(|line| {
+                    Some((
+                        line["period"]["start"].as_i64()?,
+                        line["period"]["end"].as_i64()?,
+                    ))
+                })
+                .filter(|(start, end)| start < end)
+                .max_by_key(|&(_, end)| end)
+                .ok_or("the paid invoice has no line with a period")?;
+            SubscriptionState::Paid { start, end }
+        } else {
+            SubscriptionState::Ended
+        };
+        Ok(Some(SubscriptionChange {
+            subscription,
+            customer: id_of(&object["customer"]),
+            created,
+            state,
+        }))
     }
 }
 
@@ -287,11 +389,76 @@ mod tests {
         assert_eq!(session.client_reference_id.as_deref(), Some("abc"));
         assert!(session.is_paid());
         let invoice = Event::parse(
-            br#"{"type":"invoice.paid","data":{"object":{"object":"invoice","id":"in_1"}}}"#,
+            br#"{"id":"evt_2","type":"invoice.paid","data":{"object":{"object":"invoice","id":"in_1"}}}"#,
         )
         .unwrap();
         assert!(invoice.checkout_session().is_none());
+        assert_eq!(
+            invoice.subscription_change(),
+            Ok(None),
+            "not a subscription's invoice"
+        );
         assert!(Event::parse(b"not json").is_err());
+        assert!(
+            Event::parse(br#"{"type":"invoice.paid","data":{}}"#).is_err(),
+            "no id"
+        );
         assert!(Event::parse(br#"{"data":{}}"#).is_err());
+    }
+
+    #[test]
+    fn reads_what_lifecycle_events_say_about_their_subscription() {
+        // API versions from 2025: the subscription under parent; a proration line first.
+        let paid = Event::parse(
+            br#"{"id":"evt_3","type":"invoice.paid","created":1700000100,"data":{"object":
+                {"object":"invoice","id":"in_2","customer":"cus_1","billing_reason":"subscription_cycle",
+                 "parent":{"type":"subscription_details","subscription_details":{"subscription":"sub_1"}},
+                 "lines":{"data":[{"period":{"start":1690000000,"end":1695000000}},
+                                  {"period":{"start":1700000000,"end":1702592000}}]}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            paid.subscription_change(),
+            Ok(Some(SubscriptionChange {
+                subscription: "sub_1".into(),
+                customer: Some("cus_1".into()),
+                created: 1_700_000_100,
+                state: SubscriptionState::Paid {
+                    start: 1_700_000_000,
+                    end: 1_702_592_000
+                },
+            }))
+        );
+        // Older versions: the subscription at the top level.
+        let failed = Event::parse(
+            br#"{"id":"evt_4","type":"invoice.payment_failed","created":5,"data":{"object":
+                {"object":"invoice","subscription":"sub_2","customer":"cus_2"}}}"#,
+        )
+        .unwrap();
+        let change = failed.subscription_change().unwrap().unwrap();
+        assert_eq!(
+            (change.subscription.as_str(), change.state),
+            ("sub_2", SubscriptionState::Ended)
+        );
+        let deleted = Event::parse(
+            br#"{"id":"evt_5","type":"customer.subscription.deleted","created":6,"data":{"object":
+                {"object":"subscription","id":"sub_3","customer":"cus_3","status":"canceled"}}}"#,
+        )
+        .unwrap();
+        let change = deleted.subscription_change().unwrap().unwrap();
+        assert_eq!((change.subscription.as_str(), change.created), ("sub_3", 6));
+        // A paid invoice without a period, or any lifecycle event without created, is refused.
+        let no_period = Event::parse(
+            br#"{"id":"evt_6","type":"invoice.paid","created":7,"data":{"object":
+                {"object":"invoice","subscription":"sub_2","lines":{"data":[]}}}}"#,
+        )
+        .unwrap();
+        assert!(no_period.subscription_change().is_err());
+        let undated = Event::parse(
+            br#"{"id":"evt_7","type":"customer.subscription.deleted","data":{"object":
+                {"object":"subscription","id":"sub_3"}}}"#,
+        )
+        .unwrap();
+        assert!(undated.subscription_change().is_err());
     }
 }

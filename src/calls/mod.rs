@@ -1,5 +1,11 @@
 //! Calls: the stream tokens that admit a media stream, the registry of live calls, and the call
 //! lifecycle over the store.
+//!
+//! Crashes. A call is streamed by one node (engine process, [`crate::store::nodes`]); each
+//! heartbeat stamps the node's live calls ([`heartbeat`]), so a call's last known moment is at
+//! most a heartbeat old. When a node dies, any other ends its calls as `failed` with the
+//! disposition `interrupted` and the duration up to that moment, through the same
+//! [`store::finish`] that emits `call.ended` and meters the call ([`end_interrupted`]).
 
 pub mod aftercall;
 pub mod outbound;
@@ -12,7 +18,7 @@ pub mod transfer;
 use chrono::Utc;
 
 use crate::billing::Blocked;
-use crate::domain::{AgentId, Carrier, Direction, TenantId};
+use crate::domain::{AgentId, CallId, CallStatus, Carrier, Direction, NodeId, TenantId};
 use crate::store::calls::{self as store, CallRow, NewCall};
 use crate::store::{Db, StoreError, StoreResult};
 use token::{StreamClaims, StreamTokens, TOKEN_TTL_SECS};
@@ -28,6 +34,54 @@ pub async fn expire_unstarted(db: &Db) -> StoreResult<u64> {
     }
     Ok(expired)
 }
+
+/// Records that `node` is alive and stamps the calls it is streaming (its registry).
+pub async fn heartbeat(db: &Db, live: &registry::LiveCalls, node: NodeId) -> StoreResult<()> {
+    crate::store::nodes::heartbeat(db, node, live.node_name(), i64::from(std::process::id()))
+        .await?;
+    store::touch_live(db, node, &live.ids()).await
+}
+
+/// Ends the calls of nodes silent for `timeout` (or gone) with their last known duration, and
+/// bills them; then forgets those nodes. Any node may run it: a call is ended once (a second
+/// sweeper finds it ended). Returns how many calls it ended.
+pub async fn end_interrupted(
+    db: &Db,
+    node: NodeId,
+    timeout: std::time::Duration,
+) -> StoreResult<u64> {
+    let timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let cutoff = crate::store::stamp(Utc::now() - timeout);
+    let instant = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let mut ended = 0;
+    for call in store::interrupted(db, node, &cutoff).await? {
+        let duration_ms = match (instant(&call.started_at), instant(&call.last_active_at)) {
+            (Some(start), Some(last)) => (last - start).num_milliseconds().max(0),
+            _ => 0,
+        };
+        let (tenant, id) = (TenantId(call.tenant_id), CallId(call.id));
+        match store::finish(db, tenant, id, CallStatus::Failed, INTERRUPTED, duration_ms).await {
+            Ok(_) => {
+                ended += 1;
+                tracing::warn!(
+                    call_id = %id, tenant_id = %tenant, duration_ms,
+                    "call of a node that is gone ended as interrupted and billed"
+                );
+            }
+            // Ended meanwhile (by its own node, or another sweeper).
+            Err(StoreError::Conflict) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    crate::store::nodes::forget_silent(db, &cutoff).await?;
+    Ok(ended)
+}
+
+/// The disposition of a call whose node died mid-call.
+pub const INTERRUPTED: &str = "interrupted";
 
 /// A call handed out to a carrier: its record and the token its stream must present.
 pub struct HandedOut {

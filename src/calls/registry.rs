@@ -1,14 +1,15 @@
 //! The registry of live calls: which calls are streaming on this node, per tenant, for the API
 //! and for a graceful shutdown that lets them finish. An entry lives as long as its
-//! [`LiveCallGuard`], so a call leaves the registry however its handler ends.
+//! [`LiveCallGuard`], so a call leaves the registry however its handler ends. It also knows the
+//! node (this process, in the node registry) its calls are streamed by.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use crate::domain::{AgentId, CallId, TenantId};
+use crate::domain::{AgentId, CallId, NodeId, TenantId};
 
 #[derive(Debug, Clone, Copy)]
 pub struct LiveCall {
@@ -23,6 +24,8 @@ pub struct LiveCalls {
     calls: Mutex<HashMap<CallId, LiveCall>>,
     /// Woken whenever a call leaves, for the shutdown drain.
     left: Notify,
+    /// This process in the node registry, once registered at start-up.
+    node: OnceLock<(NodeId, String)>,
 }
 
 /// Removes its call from the registry when dropped.
@@ -57,6 +60,31 @@ impl LiveCalls {
             registry: Arc::clone(self),
             call,
         }
+    }
+
+    /// Names the node these calls are streamed by (once, at start-up).
+    pub fn set_node(&self, node: NodeId, name: String) {
+        let _ = self.node.set((node, name));
+    }
+
+    /// The node these calls are streamed by; `None` before it registered.
+    pub fn node(&self) -> Option<NodeId> {
+        self.node.get().map(|(id, _)| *id)
+    }
+
+    /// The node's name in the registry (empty before it registered).
+    pub fn node_name(&self) -> &str {
+        self.node.get().map_or("", |(_, name)| name.as_str())
+    }
+
+    /// The live calls' ids.
+    pub fn ids(&self) -> Vec<CallId> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
     }
 
     pub fn get(&self, call: CallId) -> Option<LiveCall> {
@@ -125,6 +153,13 @@ mod tests {
         assert_eq!(registry.count_for_tenant(TenantId(1)), 1);
         assert_eq!(registry.count_for_agent(AgentId(1)), 2);
         assert!(registry.get(CallId(2)).is_some());
+        let mut ids = registry.ids();
+        ids.sort();
+        assert_eq!(ids, [CallId(1), CallId(2)]);
+        assert_eq!(registry.node(), None);
+        registry.set_node(NodeId(7), "host/127.0.0.1:1".into());
+        assert_eq!(registry.node(), Some(NodeId(7)));
+        assert_eq!(registry.node_name(), "host/127.0.0.1:1");
         drop(a);
         assert_eq!(registry.count(), 1);
 

@@ -138,11 +138,12 @@ pub async fn run(socket: WebSocket, state: AppState, carrier: Carrier) {
             return close(&mut sink, POLICY_VIOLATION, "invalid stream token").await;
         }
     };
-    let call_row = match call_store::start(
+    let call_row = match call_store::start_on(
         &state.db,
         claims.tenant,
         claims.call,
         start.carrier_call_id.as_deref(),
+        state.telephony.live.node(),
     )
     .await
     {

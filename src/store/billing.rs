@@ -5,6 +5,11 @@
 //! business's row first (`FOR NO KEY UPDATE`), so calls ending at once on several connections or
 //! processes are paid for one after the other and never spend the same trial second or included
 //! second twice; on SQLite the write transaction (`BEGIN IMMEDIATE`) already serialises them.
+//!
+//! Stripe: `stripe_events` (every event applied, by id, so a redelivery is applied once) and
+//! `stripe_subscriptions` (each subscription's state as its newest event left it, tied to its
+//! business by the checkout that created it). [`sync_plan`] copies a subscription's state onto
+//! its business's plan columns, which metering reads.
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
@@ -12,7 +17,7 @@ use sqlx::FromRow;
 use super::calls::CallRow;
 use super::{Backend, Db, StoreResult, Tx, now};
 use crate::billing::{Balance, Period, Plan, Split, TrialGrant, billed_seconds};
-use crate::domain::TenantId;
+use crate::domain::{TenantId, UserId};
 
 /// A business's billing columns and its usage in one period.
 #[derive(Debug, Clone, FromRow)]
@@ -70,18 +75,59 @@ pub async fn balance_in(tx: &mut Tx, tenant: TenantId, period: &str) -> StoreRes
     Ok(row)
 }
 
-/// Gives a new business its trial (inside the transaction that creates it).
-pub async fn grant_trial(tx: &mut Tx, tenant: TenantId, trial: TrialGrant) -> StoreResult<()> {
+/// The period `tenant`'s usage counts in at `at`: its subscription's current period when
+/// Stripe has reported one, else the calendar month (see [`Period::current`]).
+pub async fn period<'e, E>(executor: E, tenant: TenantId, at: DateTime<Utc>) -> StoreResult<Period>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let (start, end): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT plan_period_start, plan_period_end FROM tenants WHERE id = $1")
+            .bind(tenant.0)
+            .fetch_one(executor)
+            .await?;
+    let instant = |t: Option<String>| {
+        t.and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let plan = match (instant(start), instant(end)) {
+        (Some(start), Some(end)) => Some(Period { start, end }),
+        _ => None,
+    };
+    Ok(Period::current(at, plan))
+}
+
+/// Gives a new business the pay-as-you-go rate, and the trial if its owner has not had theirs
+/// (inside the transaction that creates it). The trial is one per account: the first business a
+/// user creates gets it, marked on the user's row in the same transaction (on PostgreSQL the
+/// update takes the user's row lock, so two businesses created at once cannot both win it).
+/// Returns the trial seconds given.
+pub async fn grant_trial(
+    tx: &mut Tx,
+    tenant: TenantId,
+    owner: UserId,
+    trial: TrialGrant,
+) -> StoreResult<i64> {
+    let first = sqlx::query(
+        "UPDATE users SET trial_granted_at = $1 WHERE id = $2 AND trial_granted_at IS NULL",
+    )
+    .bind(now())
+    .bind(owner.0)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let seconds = if first { trial.seconds } else { 0 };
     sqlx::query(
         "UPDATE tenants SET trial_seconds_remaining = $1, overage_cents_per_minute = $2 \
          WHERE id = $3",
     )
-    .bind(trial.seconds)
+    .bind(seconds)
     .bind(trial.overage_cents_per_minute)
     .bind(tenant.0)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(seconds)
 }
 
 /// Bills an ended call inside the transaction that ended it: a usage record and the business's
@@ -101,7 +147,6 @@ pub async fn meter_in(
         .as_deref()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
-    let period = Period::containing(ended).key();
     // NO KEY UPDATE, not UPDATE: the transaction already holds a KEY SHARE lock on this row
     // (its outbox insert references it), as does every other call ending for the business;
     // FOR UPDATE conflicts with those and two such transactions would deadlock.
@@ -111,6 +156,7 @@ pub async fn meter_in(
             .execute(&mut **tx)
             .await?;
     }
+    let period = period(&mut **tx, tenant, ended).await?.key();
     let balance = balance_in(tx, tenant, &period).await?.balance();
     let split = balance.split(seconds);
     sqlx::query(
@@ -226,11 +272,19 @@ pub async fn checkout_by_token(db: &Db, token_hash: &str) -> StoreResult<Option<
 
 /// Marks an open session expired.
 pub async fn expire_checkout(db: &Db, id: i64) -> StoreResult<()> {
+    let mut tx = db.begin_write().await?;
+    expire_checkout_in(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`expire_checkout`] inside a transaction.
+pub async fn expire_checkout_in(tx: &mut Tx, id: i64) -> StoreResult<()> {
     sqlx::query(
         "UPDATE checkout_sessions SET status = 'expired' WHERE id = $1 AND status = 'open'",
     )
     .bind(id)
-    .execute(db.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
@@ -240,6 +294,13 @@ pub async fn expire_checkout(db: &Db, id: i64) -> StoreResult<()> {
 /// it; a session already completed (a second confirmation, a replayed webhook) changes nothing.
 pub async fn complete_checkout(db: &Db, id: i64) -> StoreResult<bool> {
     let mut tx = db.begin_write().await?;
+    let applied = complete_checkout_in(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// [`complete_checkout`] inside a transaction.
+pub async fn complete_checkout_in(tx: &mut Tx, id: i64) -> StoreResult<bool> {
     let stamp = now();
     let done: Option<(i64, String, Option<String>, i64, i64, i64)> = sqlx::query_as(
         "UPDATE checkout_sessions SET status = 'completed', completed_at = $1 \
@@ -248,7 +309,7 @@ pub async fn complete_checkout(db: &Db, id: i64) -> StoreResult<bool> {
     )
     .bind(&stamp)
     .bind(id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     let Some((tenant, kind, plan, amount_cents, included_seconds, rate)) = done else {
         return Ok(false);
@@ -263,7 +324,7 @@ pub async fn complete_checkout(db: &Db, id: i64) -> StoreResult<bool> {
         .bind(rate)
         .bind(&stamp)
         .bind(tenant)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     } else {
         // Without a plan, the wallet pays at the pay-as-you-go rate offered with this top-up.
@@ -276,9 +337,200 @@ pub async fn complete_checkout(db: &Db, id: i64) -> StoreResult<bool> {
         .bind(amount_cents)
         .bind(rate)
         .bind(tenant)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stripe subscriptions
+
+/// Records a Stripe event by its id; `false` if it was recorded before (a redelivery).
+pub async fn record_stripe_event(
+    tx: &mut Tx,
+    id: &str,
+    kind: &str,
+    created: i64,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO stripe_events (id, type, created, received_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(kind)
+    .bind(created)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A subscription's state as a lifecycle event reports it: `active` (with the period paid for,
+/// RFC 3339) or `ended`.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionState<'a> {
+    pub customer: Option<&'a str>,
+    pub status: &'a str,
+    pub period: Option<(&'a str, &'a str)>,
+    /// The event's `created` (unix seconds).
+    pub created: i64,
+}
+
+/// Records a subscription's state unless a newer event already set it (the row is created if
+/// this is the first word of it). Returns whether it was recorded; `false`: the event is stale.
+pub async fn set_subscription_state(
+    tx: &mut Tx,
+    subscription: &str,
+    state: SubscriptionState<'_>,
+) -> StoreResult<bool> {
+    let (start, end) = state.period.unzip();
+    let row: Option<(String,)> = sqlx::query_as(
+        "INSERT INTO stripe_subscriptions (id, customer_id, status, period_start, period_end, \
+            state_created, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (id) DO UPDATE SET \
+            customer_id = COALESCE(excluded.customer_id, stripe_subscriptions.customer_id), \
+            status = excluded.status, \
+            period_start = COALESCE(excluded.period_start, stripe_subscriptions.period_start), \
+            period_end = COALESCE(excluded.period_end, stripe_subscriptions.period_end), \
+            state_created = excluded.state_created, updated_at = excluded.updated_at \
+         WHERE stripe_subscriptions.state_created <= excluded.state_created \
+         RETURNING id",
+    )
+    .bind(subscription)
+    .bind(state.customer)
+    .bind(state.status)
+    .bind(start)
+    .bind(end)
+    .bind(state.created)
+    .bind(now())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Ties a subscription to the business whose checkout created it, with the plan and terms
+/// bought, and makes it the subscription behind the business's plan. The checkout activates it
+/// as of `created` unless a newer event (a deletion that arrived first) says otherwise.
+pub async fn attach_subscription(
+    tx: &mut Tx,
+    subscription: &str,
+    customer: Option<&str>,
+    tenant: TenantId,
+    created: i64,
+) -> StoreResult<()> {
+    let stamp = now();
+    sqlx::query(
+        "INSERT INTO stripe_subscriptions (id, customer_id, status, state_created, updated_at) \
+         VALUES ($1, $2, 'active', $3, $4) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(subscription)
+    .bind(customer)
+    .bind(created)
+    .bind(&stamp)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE stripe_subscriptions SET tenant_id = t.id, plan = t.plan, \
+            included_seconds = t.plan_included_seconds, \
+            overage_cents_per_minute = t.overage_cents_per_minute, \
+            customer_id = COALESCE($1, stripe_subscriptions.customer_id), \
+            status = CASE WHEN stripe_subscriptions.state_created < $2 THEN 'active' \
+                ELSE stripe_subscriptions.status END, \
+            state_created = CASE WHEN stripe_subscriptions.state_created < $2 THEN $2 \
+                ELSE stripe_subscriptions.state_created END, \
+            updated_at = $3 \
+         FROM tenants t WHERE t.id = $4 AND stripe_subscriptions.id = $5",
+    )
+    .bind(customer)
+    .bind(created)
+    .bind(&stamp)
+    .bind(tenant.0)
+    .bind(subscription)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE tenants SET stripe_subscription_id = $1 WHERE id = $2")
+        .bind(subscription)
+        .bind(tenant.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// What a subscription's state did to its business's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanSync {
+    /// No business yet: its checkout has not been reported.
+    Unattached,
+    /// The plan is active with the subscription's period.
+    Active,
+    /// The plan ended (the subscription was the one behind it).
+    Ended,
+    /// Another subscription is behind the business's plan now: nothing changed.
+    Superseded,
+}
+
+/// Brings the plan of the subscription's business in line with the subscription, when it is
+/// the one behind the plan (or none is): active, with its terms and its period; or ended, back
+/// to pay-as-you-go at `payg_rate`.
+pub async fn sync_plan(tx: &mut Tx, subscription: &str, payg_rate: i64) -> StoreResult<PlanSync> {
+    type Row = (
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT tenant_id, plan, included_seconds, overage_cents_per_minute, status, \
+            period_start, period_end FROM stripe_subscriptions WHERE id = $1",
+    )
+    .bind(subscription)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((Some(tenant), Some(plan), included, rate, status, start, end)) = row else {
+        return Ok(PlanSync::Unattached);
+    };
+    if status == "active" {
+        // Not over another subscription now behind the plan (a second checkout).
+        let done = sqlx::query(
+            "UPDATE tenants SET plan = $1, plan_included_seconds = $2, \
+                overage_cents_per_minute = $3, plan_period_start = $4, plan_period_end = $5, \
+                plan_activated_at = COALESCE(plan_activated_at, $6), \
+                stripe_subscription_id = $7 \
+             WHERE id = $8 AND (stripe_subscription_id IS NULL OR stripe_subscription_id = $7)",
+        )
+        .bind(plan)
+        .bind(included.unwrap_or(0))
+        .bind(rate.unwrap_or(payg_rate))
+        .bind(start)
+        .bind(end)
+        .bind(now())
+        .bind(subscription)
+        .bind(tenant)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(if done.rows_affected() == 1 {
+            PlanSync::Active
+        } else {
+            PlanSync::Superseded
+        });
+    }
+    let done = sqlx::query(
+        "UPDATE tenants SET plan = NULL, plan_included_seconds = 0, \
+            overage_cents_per_minute = $1, plan_period_start = NULL, plan_period_end = NULL, \
+            stripe_subscription_id = NULL WHERE id = $2 AND stripe_subscription_id = $3",
+    )
+    .bind(payg_rate)
+    .bind(tenant)
+    .bind(subscription)
+    .execute(&mut **tx)
+    .await?;
+    Ok(if done.rows_affected() == 1 {
+        PlanSync::Ended
+    } else {
+        PlanSync::Superseded
+    })
 }

@@ -5,7 +5,7 @@ use sqlx::FromRow;
 use serde_json::json;
 
 use super::{Db, StoreError, StoreResult, now, outbox};
-use crate::domain::{AgentId, CallId, CallStatus, Carrier, Direction, TenantId};
+use crate::domain::{AgentId, CallId, CallStatus, Carrier, Direction, NodeId, TenantId};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct CallRow {
@@ -104,17 +104,30 @@ pub async fn start(
     call: CallId,
     carrier_call_id: Option<&str>,
 ) -> StoreResult<CallRow> {
+    start_on(db, tenant, call, carrier_call_id, None).await
+}
+
+/// [`start`] on the node streaming the call: its heartbeat keeps the call's `last_active_at`
+/// fresh, and should the node die, another ends the call with that duration and bills it.
+pub async fn start_on(
+    db: &Db,
+    tenant: TenantId,
+    call: CallId,
+    carrier_call_id: Option<&str>,
+    node: Option<NodeId>,
+) -> StoreResult<CallRow> {
     let mut tx = db.begin_write().await?;
     let row: Option<CallRow> = sqlx::query_as(
-        "UPDATE calls SET status = 'in-progress', started_at = $1, \
+        "UPDATE calls SET status = 'in-progress', started_at = $1, last_active_at = $1, \
             carrier_call_id = CASE WHEN carrier_call_id IS NULL AND direction <> 'test' \
-                THEN $2 ELSE carrier_call_id END \
+                THEN $2 ELSE carrier_call_id END, node_id = $5 \
          WHERE tenant_id = $3 AND id = $4 AND status = 'initiated' RETURNING *",
     )
     .bind(now())
     .bind(carrier_call_id)
     .bind(tenant.0)
     .bind(call.0)
+    .bind(node.map(|n| n.0))
     .fetch_optional(&mut *tx)
     .await?;
     let row = row.ok_or(StoreError::Conflict)?;
@@ -232,6 +245,56 @@ pub async fn expire_unstarted(db: &Db, cutoff: &str) -> StoreResult<u64> {
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Records that `node` still streams `calls` (its live-call registry), now: the call's last
+/// known moment should the node die. A system update across tenants, from the heartbeat.
+pub async fn touch_live(db: &Db, node: NodeId, calls: &[CallId]) -> StoreResult<()> {
+    // Bounded statements: a node streams a few hundred calls at most.
+    for chunk in calls.chunks(200) {
+        let list = (0..chunk.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Only numbered placeholders go into the text; the ids are bound.
+        let sql = format!(
+            "UPDATE calls SET last_active_at = $1 \
+             WHERE node_id = $2 AND status = 'in-progress' AND id IN ({list})"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now())
+            .bind(node.0);
+        for call in chunk {
+            query = query.bind(call.0);
+        }
+        query.execute(db.pool()).await?;
+    }
+    Ok(())
+}
+
+/// A call left in progress by a node that is gone.
+#[derive(Debug, Clone, FromRow)]
+pub struct InterruptedRow {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub started_at: Option<String>,
+    pub last_active_at: Option<String>,
+}
+
+/// Calls in progress on a node other than `node` that is gone: its row deleted, or its
+/// heartbeat older than `cutoff` (RFC 3339). A system sweep across tenants.
+pub async fn interrupted(db: &Db, node: NodeId, cutoff: &str) -> StoreResult<Vec<InterruptedRow>> {
+    let rows = sqlx::query_as(
+        "SELECT c.id, c.tenant_id, c.started_at, c.last_active_at FROM calls c \
+         WHERE c.status = 'in-progress' AND c.node_id IS NOT NULL AND c.node_id <> $1 \
+            AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = c.node_id AND n.heartbeat_at >= $2) \
+         ORDER BY c.id LIMIT 500",
+    )
+    .bind(node.0)
+    .bind(cutoff)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows)
 }
 
 /// The recording's state once the call has ended: `encoding`, `ready` (with its size) or

@@ -11,6 +11,7 @@ pub mod billing;
 pub mod bookings;
 pub mod calls;
 pub mod knowledge;
+pub mod nodes;
 pub mod outbox;
 pub mod replays;
 pub mod telephony;

@@ -842,9 +842,10 @@ fn stripe_signature(secret: &str, t: i64, body: &str) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A Checkout Session event as Stripe sends it: each with its own event id.
 fn session_event(kind: &str, session_id: &str, reference: &str) -> String {
     json!({
-        "id": format!("evt_{session_id}"), "object": "event", "type": kind,
+        "id": format!("evt_{}", uuid::Uuid::new_v4().simple()), "object": "event", "type": kind,
         "data": { "object": {
             "id": session_id, "object": "checkout.session", "client_reference_id": reference,
             "payment_status": "paid", "status": "complete" } }
@@ -969,7 +970,8 @@ async fn stripe_checkout_sessions_are_opened_and_completed_by_signed_webhooks_on
     }
     assert_eq!(usage(&app, &s).await["plan"], Value::Null);
 
-    // The real one activates the plan; a replay is harmless.
+    // The real one activates the plan; a replay (the same event id) is recognised and changes
+    // nothing, and so does another event completing the same session.
     let signature = stripe_signature(WEBHOOK_SECRET, now, &completed);
     let r = deliver(&app, Some(&signature), &completed).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -978,6 +980,18 @@ async fn stripe_checkout_sessions_are_opened_and_completed_by_signed_webhooks_on
     assert_eq!(active["plan"], "pro");
     assert_eq!(active["included_minutes"], 350);
     let r = deliver(&app, Some(&signature), &completed).await;
+    assert_eq!(r.body["result"], "duplicate");
+    let again = session_event(
+        "checkout.session.async_payment_succeeded",
+        "cs_test_a1B2c31",
+        &reference,
+    );
+    let r = deliver(
+        &app,
+        Some(&stripe_signature(WEBHOOK_SECRET, now, &again)),
+        &again,
+    )
+    .await;
     assert_eq!(r.body["result"], "already_completed");
     assert_eq!(usage(&app, &s).await["plan"], "pro");
     let done = app
@@ -1043,4 +1057,501 @@ async fn the_stripe_webhook_is_absent_without_stripe() {
     )
     .await;
     assert_error(&r, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The trial, once per account
+
+#[tokio::test]
+async fn the_trial_is_one_per_account_so_a_second_business_has_none_and_its_calls_are_refused() {
+    let app = spawn_app().await;
+    let s = app.register("twice@example.com", "First Clinic").await;
+    assert_eq!(usage(&app, &s).await["trial_seconds_remaining"], 1_800);
+    let first_agent = app.create_agent(&s.token, "Reception").await;
+
+    for name in ["Second Clinic", "Third Clinic"] {
+        let created = app
+            .post("/api/tenants", &s.token, json!({ "name": name }))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let id = created.body["id"].as_i64().unwrap();
+        let r = app
+            .post("/api/tenants/switch", &s.token, json!({ "tenant_id": id }))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let fresh = usage(&app, &s).await;
+        assert_eq!(fresh["trial_seconds_remaining"], 0, "{fresh}");
+        assert_eq!(fresh["trial_minutes_remaining"], 0.0, "{fresh}");
+        assert_eq!(fresh["calls_allowed"], false, "{fresh}");
+        assert!(
+            fresh["blocked_reason"]
+                .as_str()
+                .unwrap()
+                .contains("trial minutes are used up"),
+            "{fresh}"
+        );
+        // A test call from it is refused as any business with nothing left is.
+        let agent = app.create_agent(&s.token, "Reception").await;
+        let refused = test_call(&app, &s, agent).await;
+        assert_error(&refused, StatusCode::PAYMENT_REQUIRED);
+        let calls = app.get("/api/calls", &s.token).await;
+        assert_eq!(calls.body["meta"]["total"], 0, "{}", calls.body);
+    }
+
+    // The first business keeps the account's trial and its calls go through.
+    let r = app
+        .post(
+            "/api/tenants/switch",
+            &s.token,
+            json!({ "tenant_id": s.tenant_id }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(usage(&app, &s).await["trial_seconds_remaining"], 1_800);
+    let r = test_call(&app, &s, first_agent).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Another account has its own.
+    let other = app.register("other@example.com", "Other Clinic").await;
+    assert_eq!(usage(&app, &other).await["trial_seconds_remaining"], 1_800);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stripe subscriptions: lifecycle events
+
+/// A signed-event body of `kind` about `object`, with Stripe's event id and `created`.
+fn stripe_event(id: &str, kind: &str, created: i64, object: Value) -> String {
+    json!({ "id": id, "object": "event", "type": kind, "created": created,
+            "api_version": "2025-03-31.basil", "data": { "object": object } })
+    .to_string()
+}
+
+/// An invoice event (`invoice.paid`, `invoice.payment_failed`) for `subscription`, covering
+/// `[start, end)`, shaped as API versions from 2025 send it (the subscription under `parent`).
+fn invoice_event(
+    id: &str,
+    kind: &str,
+    created: i64,
+    subscription: &str,
+    reason: &str,
+    (start, end): (i64, i64),
+) -> String {
+    stripe_event(
+        id,
+        kind,
+        created,
+        json!({
+            "id": format!("in_{id}"), "object": "invoice", "customer": "cus_Q1",
+            "billing_reason": reason, "status": if kind == "invoice.paid" { "paid" } else { "open" },
+            "parent": { "type": "subscription_details",
+                        "subscription_details": { "subscription": subscription, "metadata": {} } },
+            "lines": { "object": "list", "data": [
+                { "id": format!("il_{id}"), "object": "line_item", "amount": 4_900,
+                  "period": { "start": start, "end": end } } ] }
+        }),
+    )
+}
+
+fn subscription_deleted(id: &str, created: i64, subscription: &str) -> String {
+    stripe_event(
+        id,
+        "customer.subscription.deleted",
+        created,
+        json!({ "id": subscription, "object": "subscription", "customer": "cus_Q1",
+                "status": "canceled" }),
+    )
+}
+
+/// A completed subscription-mode Checkout Session.
+fn subscription_checkout(
+    id: &str,
+    created: i64,
+    session: &str,
+    reference: &str,
+    subscription: &str,
+) -> String {
+    stripe_event(
+        id,
+        "checkout.session.completed",
+        created,
+        json!({ "id": session, "object": "checkout.session", "mode": "subscription",
+                "client_reference_id": reference, "payment_status": "paid", "status": "complete",
+                "customer": "cus_Q1", "subscription": subscription }),
+    )
+}
+
+/// Delivers `body` signed now; returns the webhook's `result`.
+async fn signed(app: &TestApp, body: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let r = deliver(
+        app,
+        Some(&stripe_signature(WEBHOOK_SECRET, now, body)),
+        body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["result"].as_str().unwrap().to_owned()
+}
+
+fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[tokio::test]
+async fn stripe_subscriptions_renew_and_end_with_their_events_applied_once_and_in_order() {
+    let (stripe, seen) = stripe_server().await;
+    let app = spawn_app_with(move |c| {
+        c.billing.trial_minutes = 0;
+        c.billing.provider = PaymentProviderChoice::Stripe;
+        c.billing.stripe.api_url = stripe;
+        c.billing.stripe.secret_key = Some(SECRET_KEY.to_owned().into());
+        c.billing.stripe.webhook_secret = Some(WEBHOOK_SECRET.to_owned().into());
+        c.billing.stripe.prices = StripePrices {
+            starter: Some("price_starter".into()),
+            pro: Some("price_pro".into()),
+            enterprise: Some("price_enterprise".into()),
+        };
+    })
+    .await;
+    let s = app
+        .register("lifecycle@example.com", "Lifecycle Dental")
+        .await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let db = Db::connect(&app.database_url, 2).await.unwrap();
+    let mut conn = database(app.database_url.expose_secret()).await;
+    let day = 86_400;
+    let now = chrono::Utc::now().timestamp();
+    let t0 = now - 60;
+
+    // The checkout: the plan is active, and the subscription and customer are recorded.
+    checkout(&app, &s, "subscribe", json!({ "plan": "pro" })).await;
+    let reference = seen.lock().unwrap()[0].form["client_reference_id"].clone();
+    let completed = subscription_checkout("evt_c1", t0, "cs_test_a1B2c31", &reference, "sub_A");
+    assert_eq!(signed(&app, &completed).await, "completed");
+    let (tenant, customer, status): (Option<i64>, Option<String>, String) = sqlx::query_as(
+        "SELECT tenant_id, customer_id, status FROM stripe_subscriptions WHERE id = 'sub_A'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        (tenant, customer.as_deref(), status.as_str()),
+        (Some(s.tenant_id), Some("cus_Q1"), "active")
+    );
+
+    // The first invoice sets the period; calls use its included minutes.
+    let first = (now - 40 * day, now - 10 * day);
+    let paid1 = invoice_event(
+        "evt_p1",
+        "invoice.paid",
+        t0 + 1,
+        "sub_A",
+        "subscription_create",
+        first,
+    );
+    assert_eq!(signed(&app, &paid1).await, "renewed");
+    let u = usage(&app, &s).await;
+    assert_eq!(u["plan"], "pro", "{u}");
+    assert_eq!(u["period_start"], rfc3339(first.0), "{u}");
+    assert_eq!(u["period_end"], rfc3339(first.1), "{u}");
+    let call = handed_out(&app, &s, agent).await;
+    run_call(&db, &s, call, 90_000).await;
+    let u = usage(&app, &s).await;
+    assert_eq!(u["seconds_used"], 90, "{u}");
+    assert_eq!(u["included_minutes_remaining"], 348.5, "{u}");
+
+    // A replayed event (the same id) is applied once.
+    assert_eq!(signed(&app, &paid1).await, "duplicate");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM stripe_events WHERE id = 'evt_p1'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // The renewal: a new period from the invoice's lines, its included minutes whole again.
+    let second = (now - 10 * day, now + 20 * day);
+    let paid2 = invoice_event(
+        "evt_p2",
+        "invoice.paid",
+        t0 + 2,
+        "sub_A",
+        "subscription_cycle",
+        second,
+    );
+    assert_eq!(signed(&app, &paid2).await, "renewed");
+    let u = usage(&app, &s).await;
+    assert_eq!(u["plan"], "pro", "{u}");
+    assert_eq!(u["period_start"], rfc3339(second.0), "{u}");
+    assert_eq!(u["period_end"], rfc3339(second.1), "{u}");
+    assert_eq!(u["seconds_used"], 0, "{u}");
+    assert_eq!(u["included_minutes_remaining"], 350.0, "{u}");
+    let call = handed_out(&app, &s, agent).await;
+    run_call(&db, &s, call, 30_000).await;
+    assert_eq!(record(&mut conn, call).await, (30, 0, 30, 0, 0));
+
+    // Out of order: the deletion arrives, then an older paid invoice; the plan stays ended.
+    let deleted = subscription_deleted("evt_d1", t0 + 10, "sub_A");
+    assert_eq!(signed(&app, &deleted).await, "ended");
+    let late = invoice_event(
+        "evt_p3",
+        "invoice.paid",
+        t0 + 5,
+        "sub_A",
+        "subscription_cycle",
+        second,
+    );
+    assert_eq!(signed(&app, &late).await, "stale");
+    let ended = usage(&app, &s).await;
+    assert_eq!(ended["plan"], Value::Null, "{ended}");
+    assert_eq!(ended["included_minutes"], 0, "{ended}");
+    assert_eq!(ended["calls_allowed"], false, "{ended}");
+    // Back to pay-as-you-go (the starter plan's overage rate), from the empty wallet.
+    assert_eq!(ended["overage_cents_per_minute"], 15, "{ended}");
+    assert_error(
+        &test_call(&app, &s, agent).await,
+        StatusCode::PAYMENT_REQUIRED,
+    );
+    // Replays of the events already applied change nothing either.
+    assert_eq!(signed(&app, &paid2).await, "duplicate");
+    assert_eq!(signed(&app, &completed).await, "duplicate");
+    assert_eq!(usage(&app, &s).await["plan"], Value::Null);
+
+    // A new subscription whose first invoice arrives before its checkout: recorded, then
+    // applied with the checkout; a failed payment ends it, once.
+    checkout(&app, &s, "subscribe", json!({ "plan": "starter" })).await;
+    let reference = seen.lock().unwrap()[1].form["client_reference_id"].clone();
+    let third = (now - day, now + 29 * day);
+    let early = invoice_event(
+        "evt_p4",
+        "invoice.paid",
+        t0 + 20,
+        "sub_B",
+        "subscription_create",
+        third,
+    );
+    assert_eq!(signed(&app, &early).await, "recorded");
+    assert_eq!(usage(&app, &s).await["plan"], Value::Null);
+    let completed =
+        subscription_checkout("evt_c2", t0 + 21, "cs_test_a1B2c32", &reference, "sub_B");
+    assert_eq!(signed(&app, &completed).await, "completed");
+    let u = usage(&app, &s).await;
+    assert_eq!(u["plan"], "starter", "{u}");
+    assert_eq!(u["period_start"], rfc3339(third.0), "{u}");
+    assert_eq!(u["calls_allowed"], true, "{u}");
+    // An event about the old subscription no longer touches the business's plan.
+    let old = subscription_deleted("evt_d2", t0 + 25, "sub_A");
+    assert_eq!(signed(&app, &old).await, "recorded");
+    assert_eq!(usage(&app, &s).await["plan"], "starter");
+    let failed = invoice_event(
+        "evt_f1",
+        "invoice.payment_failed",
+        t0 + 30,
+        "sub_B",
+        "subscription_cycle",
+        third,
+    );
+    assert_eq!(signed(&app, &failed).await, "ended");
+    assert_eq!(signed(&app, &failed).await, "duplicate");
+    let u = usage(&app, &s).await;
+    assert_eq!(u["plan"], Value::Null, "{u}");
+    assert_eq!(u["calls_allowed"], false, "{u}");
+
+    // Forged lifecycle events are refused like any other.
+    let forged = invoice_event(
+        "evt_x",
+        "invoice.paid",
+        t0 + 40,
+        "sub_B",
+        "subscription_cycle",
+        third,
+    );
+    let r = deliver(
+        &app,
+        Some(&stripe_signature("whsec_wrong", now, &forged)),
+        &forged,
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST);
+    // A lifecycle event without its created time cannot be ordered: 400, nothing recorded.
+    let undated = json!({ "id": "evt_u", "type": "customer.subscription.deleted",
+                          "data": { "object": { "id": "sub_B", "object": "subscription" } } })
+    .to_string();
+    let r = deliver(
+        &app,
+        Some(&stripe_signature(WEBHOOK_SECRET, now, &undated)),
+        &undated,
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST);
+    assert_eq!(usage(&app, &s).await["plan"], Value::Null);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calls cut off by a crash
+
+/// Heartbeats every second; a node silent for 3 s is gone.
+const FAST_NODES: &str = "[nodes]\nheartbeat_secs = 1\ntimeout_secs = 3\n";
+
+#[tokio::test]
+async fn a_call_cut_off_by_a_killed_engine_is_ended_and_billed_by_another_engine() {
+    crash_mid_call(Restart::AnotherEngine).await;
+}
+
+#[tokio::test]
+async fn an_engine_restarted_in_place_of_a_killed_one_ends_its_calls_at_once() {
+    crash_mid_call(Restart::SameAddress).await;
+}
+
+/// Who ends the killed engine's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// Another engine, once the dead one's heartbeat is older than the timeout (3 s).
+    AnotherEngine,
+    /// The engine started again on the same address, at start-up, though the timeout (10
+    /// minutes) is far off.
+    SameAddress,
+}
+
+/// A live test call on an engine process killed with SIGKILL mid-call; then `restart`.
+async fn crash_mid_call(restart: Restart) {
+    use crate::telephony::{Engine, shared_database};
+    let nodes = match restart {
+        Restart::AnotherEngine => FAST_NODES,
+        Restart::SameAddress => "[nodes]\nheartbeat_secs = 1\ntimeout_secs = 600\n",
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = shared_database(dir.path()).await;
+    let mut first = Engine::start(dir.path(), &database_url, nodes).await;
+    let port: u16 = first.base.rsplit(':').next().unwrap().parse().unwrap();
+    let app = TestApp::at(first.base.clone(), database_url.clone().into());
+    let s = app.register("crash@example.com", "Crash Clinic").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+
+    // A live test call on the first engine, streaming caller audio (silence) all along.
+    let r = test_call(&app, &s, agent).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let call_id = r.body["call_id"].as_i64().unwrap();
+    let url = r.body["stream_url"].as_str().unwrap().to_owned();
+    assert!(
+        url.contains(first.base.trim_start_matches("http://")),
+        "{url}"
+    );
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let (socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut tx, mut rx) = socket.split();
+    for message in [
+        json!({ "event": "connected", "protocol": "Call", "version": "1.0.0" }),
+        json!({ "event": "start", "sequenceNumber": "1", "streamSid": "MZ9",
+                "start": { "streamSid": "MZ9", "callSid": format!("CA{call_id}"), "accountSid": "AC1",
+                           "tracks": ["inbound"],
+                           "mediaFormat": { "encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1 },
+                           "customParameters": { "token": token } } }),
+    ] {
+        tx.send(Message::text(message.to_string())).await.unwrap();
+    }
+    let connected = Instant::now();
+    let streaming = tokio::spawn(async move {
+        use base64::Engine as _;
+        let silence = base64::engine::general_purpose::STANDARD.encode([0xFFu8; 160]);
+        for n in 0u64.. {
+            let frame = json!({ "event": "media", "streamSid": "MZ9", "sequenceNumber": (n + 2).to_string(),
+                                "media": { "track": "inbound", "chunk": (n + 1).to_string(),
+                                           "timestamp": (n * 20).to_string(), "payload": silence } });
+            if tx.send(Message::text(frame.to_string())).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let greeted = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(Ok(message)) = rx.next().await {
+            if let Message::Text(text) = message
+                && serde_json::from_str::<Value>(&text).unwrap()["event"] == "media"
+            {
+                return;
+            }
+        }
+        panic!("the stream closed before the agent spoke");
+    })
+    .await;
+    assert!(greeted.is_ok(), "the agent never spoke");
+    // Long enough for several heartbeats to stamp the call.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let live = app
+        .get(&format!("/api/calls/{call_id}"), &s.token)
+        .await
+        .body;
+    assert_eq!(live["status"], "in-progress", "{live}");
+
+    // SIGKILL: no drain, no call end, no deregistration.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let wall_ms = connected.elapsed().as_millis() as i64;
+    streaming.abort();
+    let mut db = database(&database_url).await;
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM calls WHERE id = $1")
+        .bind(call_id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(status, "in-progress", "nobody ended the call at the kill");
+
+    // A second engine on the same database ends the call with its last known duration.
+    let restarted = Instant::now();
+    let second = match restart {
+        Restart::AnotherEngine => Engine::start(dir.path(), &database_url, nodes).await,
+        Restart::SameAddress => Engine::start_on(port, dir.path(), &database_url, nodes).await,
+    };
+    let app = TestApp::at(second.base.clone(), database_url.clone().into());
+    let until = Instant::now() + Duration::from_secs(30);
+    let ended = loop {
+        let call = app
+            .get(&format!("/api/calls/{call_id}"), &s.token)
+            .await
+            .body;
+        if call["status"] != "in-progress" {
+            break call;
+        }
+        assert!(Instant::now() < until, "the call was never ended: {call}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert_eq!(ended["disposition"], "interrupted", "{ended}");
+    if restart == Restart::SameAddress {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(60),
+            "ended at start-up, not after the 10 minute timeout"
+        );
+    }
+    let ms = (ended["duration_sec"].as_f64().unwrap() * 1000.0).round() as i64;
+    // At least the greeting and the 3 s after it, less one heartbeat; at most the wall time.
+    assert!(
+        ms >= 2_000 && ms <= wall_ms,
+        "{ms} ms of {wall_ms} ms: {ended}"
+    );
+
+    // Billed: one usage record, paid from the trial.
+    let billed = (ms + 999) / 1000;
+    assert_eq!(record(&mut db, call_id).await, (billed, billed, 0, 0, 0));
+    let u = usage(&app, &s).await;
+    assert_eq!(u["seconds_used"], billed, "{u}");
+    assert_eq!(u["trial_seconds_remaining"], 1_800 - billed, "{u}");
+    // call.ended emitted once.
+    let events: Vec<(String,)> =
+        sqlx::query_as("SELECT payload FROM outbox WHERE tenant_id = $1 AND type = 'call.ended'")
+            .bind(s.tenant_id)
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event: Value = serde_json::from_str(&events[0].0).unwrap();
+    assert_eq!(event["call_id"], call_id);
+    assert_eq!(event["disposition"], "interrupted");
+    // The dead node's row is gone; the live one is registered.
+    let (nodes,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM nodes")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(nodes, 1);
 }

@@ -585,23 +585,8 @@ async fn the_agent_transfers_a_twilio_call_through_twilios_api() {
         c.twilio_account_sid = Some("ACtest".into());
         c.twilio_auth_token = Some(crate::carrier_signing::TWILIO_TOKEN.to_owned().into());
         c.twilio_api_url = twilio_url;
-        c.preload_models = true;
     })
     .await;
-    // The call is timed like a real one: it starts once the models are loaded.
-    for _ in 0..600 {
-        let ready = app
-            .client
-            .get(format!("{}/readyz", app.base))
-            .send()
-            .await
-            .unwrap();
-        let body: Value = ready.json().await.unwrap();
-        if body["models"] == "ready" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let (s, agent) = dental(&app, "transfer@example.com").await;
     let r = app
         .patch(
@@ -642,10 +627,10 @@ async fn the_agent_transfers_a_twilio_call_through_twilios_api() {
         token: parameter("token"),
         utterances: conversation("booking-joe", 1),
         listen_first: false,
+        await_reply: true,
         pause: Duration::from_millis(800),
         speed: 1.0,
-        // Patient: the transfer comes after the model's turn and its spoken reply.
-        quiet: Duration::from_secs(8),
+        quiet: Duration::from_secs(2),
         carrier: SimCarrier::Twilio,
     })
     .await

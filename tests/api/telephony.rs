@@ -763,6 +763,16 @@ impl Engine {
             .local_addr()
             .unwrap()
             .port();
+        Engine::start_on(port, data_dir, database_url, toml).await
+    }
+
+    /// [`Engine::start`] on a given port (a restart in place of a killed engine).
+    pub(crate) async fn start_on(
+        port: u16,
+        data_dir: &Path,
+        database_url: &str,
+        toml: &str,
+    ) -> Engine {
         let config = data_dir.join("engine.toml");
         std::fs::write(
             &config,
