@@ -409,3 +409,27 @@ async fn keypad_digits_are_gathered_into_one_caller_turn() {
         "{said:?}"
     );
 }
+
+#[tokio::test]
+async fn test_calls_requested_at_once_never_overshoot_the_limit() {
+    let app = spawn_app_with(|c| c.billing.trial_max_concurrent_calls = 3).await;
+    let s = app.register("rush@example.com", "Rush").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    // Ten requests at once for three places (handed-out calls count until their stream starts).
+    let requests = (0..10).map(|_| test_call(&app, &s, agent));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
+        .await
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((created, refused), (3, 7), "{statuses:?}");
+    assert_eq!(calls_total(&app, &s).await, 3);
+}
