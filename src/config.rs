@@ -66,6 +66,9 @@ pub struct Config {
     pub billing: BillingSettings,
     /// The node registry: heartbeats, and when a silent node's calls are closed and billed.
     pub nodes: NodeSettings,
+    /// Calls one engine process carries at once (streaming, over every business); more are
+    /// refused like a business over its plan's limit.
+    pub max_calls_per_node: u32,
 }
 
 /// Engine processes sharing a database: each heartbeats; the calls of one silent for
@@ -207,6 +210,13 @@ pub struct BillingSettings {
     pub currency: String,
     pub plans: Plans,
     pub stripe: StripeSettings,
+    /// Calls a business on the trial (no plan) may have connecting or in progress at once.
+    pub trial_max_concurrent_calls: u32,
+    /// How long a call goes on after the trial, included minutes and wallet run out during it,
+    /// before the agent says goodbye and hangs up.
+    pub grace_secs: u64,
+    /// How often a live call checks that its business still has minutes or money.
+    pub balance_check_secs: u64,
 }
 
 impl Default for BillingSettings {
@@ -217,6 +227,9 @@ impl Default for BillingSettings {
             currency: "usd".into(),
             plans: Plans::default(),
             stripe: StripeSettings::default(),
+            trial_max_concurrent_calls: 2,
+            grace_secs: 60,
+            balance_check_secs: 15,
         }
     }
 }
@@ -246,16 +259,19 @@ impl Default for Plans {
         Self {
             starter: PlanTerms {
                 included_minutes: 100,
+                max_concurrent_calls: Some(5),
                 price_cents: 4_900,
                 overage_cents_per_minute: 15,
             },
             pro: PlanTerms {
                 included_minutes: 350,
+                max_concurrent_calls: Some(20),
                 price_cents: 14_900,
                 overage_cents_per_minute: 12,
             },
             enterprise: PlanTerms {
                 included_minutes: 2_000,
+                max_concurrent_calls: Some(100),
                 price_cents: 69_900,
                 overage_cents_per_minute: 9,
             },
@@ -271,6 +287,10 @@ pub struct PlanTerms {
     pub included_minutes: u32,
     pub price_cents: u32,
     pub overage_cents_per_minute: u32,
+    /// Calls a business on the plan may have connecting or in progress at once; absent: the
+    /// built-in plan's (starter 5, pro 20, enterprise 100).
+    #[serde(default)]
+    pub max_concurrent_calls: Option<u32>,
 }
 
 /// Stripe Checkout.
@@ -436,6 +456,7 @@ impl Config {
             webhooks: WebhookSettings::default(),
             billing: BillingSettings::default(),
             nodes: NodeSettings::default(),
+            max_calls_per_node: 16,
         }
     }
 
@@ -523,6 +544,7 @@ struct FileConfig {
     webhooks: Option<WebhookSettings>,
     billing: Option<BillingSettings>,
     nodes: Option<NodeSettings>,
+    max_calls_per_node: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -686,6 +708,9 @@ impl Config {
                 billing
             },
             nodes: file.nodes.unwrap_or(defaults.nodes),
+            max_calls_per_node: file
+                .max_calls_per_node
+                .unwrap_or(defaults.max_calls_per_node),
         };
         config.validate()?;
         Ok(config)
@@ -772,6 +797,9 @@ impl Config {
                 "heartbeat_secs must be at least 1 and timeout_secs at least twice it",
             ));
         }
+        if self.max_calls_per_node == 0 {
+            return Err(invalid("max_calls_per_node", "must be at least 1"));
+        }
         self.billing.validate()?;
         Ok(())
     }
@@ -799,6 +827,19 @@ impl BillingSettings {
                 "billing.plans",
                 "overage_cents_per_minute must be at least 1",
             ));
+        }
+        if self.trial_max_concurrent_calls == 0
+            || [plans.starter, plans.pro, plans.enterprise]
+                .iter()
+                .any(|p| p.max_concurrent_calls == Some(0))
+        {
+            return Err(invalid(
+                "billing.plans",
+                "trial_max_concurrent_calls and max_concurrent_calls must be at least 1",
+            ));
+        }
+        if self.balance_check_secs == 0 {
+            return Err(invalid("billing.balance_check_secs", "must be at least 1"));
         }
         if !(self.stripe.api_url.starts_with("http://")
             || self.stripe.api_url.starts_with("https://"))
@@ -932,6 +973,67 @@ mod tests {
         assert_eq!(defaults.trial_minutes, 30);
         assert_eq!(defaults.provider, PaymentProviderChoice::Builtin);
         assert_eq!(defaults.plans.pro.included_minutes, 350);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn call_limits_have_defaults_and_are_read_from_the_file() {
+        let defaults = Config::load(Overrides::default()).unwrap();
+        assert_eq!(defaults.max_calls_per_node, 16);
+        let caps = crate::billing::CallCaps::from_settings(&defaults.billing);
+        assert_eq!(
+            (caps.trial, caps.starter, caps.pro, caps.enterprise),
+            (2, 5, 20, 100)
+        );
+        assert_eq!(defaults.billing.grace_secs, 60);
+        assert_eq!(defaults.billing.balance_check_secs, 15);
+
+        let dir = std::env::temp_dir().join(format!("cg-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("limits.toml");
+        std::fs::write(
+            &file,
+            "max_calls_per_node = 4
+[billing]
+trial_max_concurrent_calls = 1
+grace_secs = 5
+             [billing.plans.pro]
+included_minutes = 350
+price_cents = 14900
+             overage_cents_per_minute = 12
+max_concurrent_calls = 7
+             [billing.plans.enterprise]
+included_minutes = 2000
+price_cents = 69900
+             overage_cents_per_minute = 9
+",
+        )
+        .unwrap();
+        let config = Config::load(Overrides {
+            config_file: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.max_calls_per_node, 4);
+        let caps = crate::billing::CallCaps::from_settings(&config.billing);
+        // A plan table without the key keeps the built-in plan's limit.
+        assert_eq!(
+            (caps.trial, caps.starter, caps.pro, caps.enterprise),
+            (1, 5, 7, 100)
+        );
+        assert_eq!(config.billing.grace_secs, 5);
+        std::fs::write(&file, "max_calls_per_node = 0\n").unwrap();
+        let zero = Config::load(Overrides {
+            config_file: Some(file),
+            ..Default::default()
+        });
+        assert!(matches!(
+            zero,
+            Err(ConfigError::Invalid {
+                setting: "max_calls_per_node",
+                ..
+            })
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

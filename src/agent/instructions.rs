@@ -288,6 +288,7 @@ mod tests {
             turn_engine: None,
             tools: crate::agent::default_tools(),
             transfer_number: None,
+            max_call_seconds: crate::agent::MAX_CALL_SECONDS_DEFAULT,
             knowledge: Vec::new(),
         }
     }
@@ -314,6 +315,7 @@ mod tests {
             turn_engine: None,
             tools: Vec::new(),
             transfer_number: None,
+            max_call_seconds: crate::agent::MAX_CALL_SECONDS_DEFAULT,
             knowledge: Vec::new(),
         };
         insta::assert_snapshot!(compile(&spec).text);

@@ -312,7 +312,7 @@ impl LlmConversation {
         let text = match input {
             TurnInput::Utterance(text) if text.trim().is_empty() => return Ok(()),
             TurnInput::Utterance(text) => text.trim().to_owned(),
-            TurnInput::Dtmf(digit) => format!("[The caller pressed {digit}]"),
+            TurnInput::Dtmf(digits) => format!("[The caller pressed {digits}]"),
         };
         let passages = self.tools.search_knowledge(&text).await;
         self.excerpts = excerpts(&passages);
@@ -1285,7 +1285,7 @@ mod tests {
         assert!(request.get("tool_choice").is_none());
 
         // The reply is in the history the next request carries; a digit reads as a note.
-        let (result, _) = turn(&mut conversation, TurnInput::Dtmf('5')).await;
+        let (result, _) = turn(&mut conversation, TurnInput::Dtmf("5".into())).await;
         result.unwrap();
         let request = &server.requests()[1];
         assert_eq!(

@@ -33,7 +33,15 @@ pub struct AgentSpec {
     pub transfer_number: Option<String>,
     /// The knowledge documents the agent answers from, in id order.
     pub knowledge: Vec<KnowledgeLink>,
+    /// The longest a call may last: then the agent says goodbye and hangs up.
+    pub max_call_seconds: u32,
 }
+
+/// How long a call may last unless the agent says otherwise (30 minutes).
+pub const MAX_CALL_SECONDS_DEFAULT: u32 = 1_800;
+/// The shortest and longest `max_call_seconds` an agent may have (10 seconds to 4 hours).
+pub const MAX_CALL_SECONDS_MIN: u32 = 10;
+pub const MAX_CALL_SECONDS_MAX: u32 = 14_400;
 
 /// A knowledge document linked to an agent, with its file name as it was when linked.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -62,7 +62,8 @@ pub struct TurnContext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TurnInput {
     Utterance(String),
-    Dtmf(char),
+    /// Keypad digits gathered into one entry (`*` and `#` included, a terminating `#` not).
+    Dtmf(String),
 }
 
 /// What the engine produces, in order.

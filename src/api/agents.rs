@@ -13,7 +13,8 @@ use super::extract::{Auth, Fields, JsonBody, Optional, parse_id};
 use super::{AppState, JsonResult};
 use crate::agent::service::{self, AgentDetail};
 use crate::agent::{
-    AgentSpec, EngineChoice, HUMOUR_MAX, KNOWLEDGE_MAX_LINKS, KnowledgeLink, NAME_MAX_CHARS,
+    AgentSpec, EngineChoice, HUMOUR_MAX, KNOWLEDGE_MAX_LINKS, KnowledgeLink,
+    MAX_CALL_SECONDS_DEFAULT, MAX_CALL_SECONDS_MAX, MAX_CALL_SECONDS_MIN, NAME_MAX_CHARS,
     Personality, SLIDER_MAX, SYSTEM_PROMPT_MAX_CHARS, TOOL_NAMES, default_tools, is_e164,
 };
 use crate::domain::{AgentId, Language, Role};
@@ -77,6 +78,9 @@ pub struct Settings {
     pub transfer_number: Option<String>,
     /// The knowledge documents the agent answers from.
     pub knowledge_ids: Vec<i64>,
+    /// The longest a call may last, in seconds: then the agent says a short goodbye and hangs
+    /// up (disposition `max-duration`).
+    pub max_call_seconds: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -140,6 +144,7 @@ fn settings(s: &store::SnapshotColumns) -> Settings {
             .iter()
             .map(|l| l.id)
             .collect(),
+        max_call_seconds: s.max_call_seconds,
     }
 }
 
@@ -229,6 +234,9 @@ mod docs {
         /// Ids of the business's knowledge documents the agent answers from (at most 50);
         /// default none.
         pub knowledge_ids: Option<Vec<i64>>,
+        /// The longest a call may last, 10 to 14400 seconds, default 1800: then the agent says a
+        /// short goodbye and hangs up.
+        pub max_call_seconds: Option<i64>,
     }
 }
 
@@ -254,6 +262,7 @@ struct AgentInput {
     tools: Optional<Vec<String>>,
     transfer_number: Optional<String>,
     knowledge: Optional<Vec<KnowledgeLink>>,
+    max_call_seconds: Optional<u32>,
 }
 
 impl AgentInput {
@@ -386,6 +395,15 @@ impl AgentInput {
                 Optional::Absent
             }
         };
+        let max_call_seconds = match fields.optional_int(
+            "max_call_seconds",
+            i64::from(MAX_CALL_SECONDS_MIN),
+            i64::from(MAX_CALL_SECONDS_MAX),
+        ) {
+            Optional::Value(v) => Optional::Value(v as u32),
+            Optional::Absent => Optional::Absent,
+            Optional::Null => Optional::Null,
+        };
         let mut slider = |field: &str, max: u8| match fields.optional_int(field, 0, i64::from(max))
         {
             Optional::Value(v) => Optional::Value(v as u8),
@@ -394,6 +412,7 @@ impl AgentInput {
         };
         let input = AgentInput {
             knowledge,
+            max_call_seconds,
             turn_engine,
             tools,
             transfer_number,
@@ -424,6 +443,7 @@ impl AgentInput {
             tools: self.tools.or(default_tools()),
             transfer_number: self.transfer_number.value(),
             knowledge: self.knowledge.or(Vec::new()),
+            max_call_seconds: self.max_call_seconds.or(MAX_CALL_SECONDS_DEFAULT),
             personality: Personality {
                 humour: self.humour.or(d.humour),
                 empathy: self.empathy.or(d.empathy),
@@ -461,6 +481,9 @@ impl AgentInput {
                 Optional::Value(number) => Some(number),
             },
             knowledge: self.knowledge.patch(current.knowledge, Vec::new()),
+            max_call_seconds: self
+                .max_call_seconds
+                .patch(current.max_call_seconds, MAX_CALL_SECONDS_DEFAULT),
             personality: Personality {
                 humour: self.humour.patch(p.humour, d.humour),
                 empathy: self.empathy.patch(p.empathy, d.empathy),

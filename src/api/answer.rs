@@ -5,7 +5,9 @@
 //! /api/numbers/{id}/assign`), or the one the webhook URL names (`?agent_id=42`) for numbers
 //! bought outside the engine. An unassigned number, or an unknown or deleted agent, gets a
 //! spoken refusal and a hang-up, not an error, so the caller hears something; so does a call to
-//! a business whose trial, included minutes and wallet are used up ([`crate::billing`]).
+//! a business whose trial, included minutes and wallet are used up ([`crate::billing`]), and a
+//! call over the business's or this node's concurrent-call limit ([`crate::calls::Capacity`])
+//! hears that the lines are busy.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -50,6 +52,7 @@ pub async fn hand_out(
     match calls::hand_out(
         &state.db,
         &telephony.tokens,
+        &telephony.capacity,
         tenant,
         agent,
         version,
@@ -59,6 +62,7 @@ pub async fn hand_out(
     {
         Ok(handed) => Ok(Answer::Connect(Box::new(handed))),
         Err(HandOutError::Refused(_)) => Ok(Answer::Refuse(CALLS_PAUSED)),
+        Err(HandOutError::Busy(_)) => Ok(Answer::Refuse(LINES_BUSY)),
         Err(HandOutError::Store(error)) => Err(error.into()),
     }
 }
@@ -88,6 +92,10 @@ pub const NO_AGENT: &str = "Sorry, this number is not set up to take calls yet. 
 /// used up). The caller is not told why; the business sees the reason in its usage.
 pub const CALLS_PAUSED: &str =
     "Sorry, we can't take your call right now. Please try again later. Goodbye.";
+
+/// Spoken when the business, or this engine, already carries as many calls as it may.
+pub const LINES_BUSY: &str = "Sorry, all our lines are busy right now. Please call back in a few \
+                              minutes. Goodbye.";
 
 /// The parameters of a carrier's webhook: its form body when it POSTs, else its query.
 pub fn form_params(body: &[u8], query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {

@@ -60,7 +60,8 @@ pub struct TestCall {
         (status = 201, body = TestCall),
         (status = 402, description = "The business's trial, included minutes and wallet are used up", body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The agent is being deleted", body = ErrorBody)
+        (status = 409, description = "The agent is being deleted", body = ErrorBody),
+        (status = 429, description = "The business has as many calls connecting or in progress as its plan allows, or this engine is at its call limit; retry after `Retry-After` seconds", body = ErrorBody)
     )
 )]
 async fn test_call(
@@ -110,6 +111,7 @@ async fn test_call(
     let handed = calls::hand_out(
         &state.db,
         &telephony.tokens,
+        &telephony.capacity,
         tenant,
         agent,
         row.current_version,

@@ -50,6 +50,12 @@ pub enum ApiError {
     Validation(FieldErrors),
     /// 429.
     RateLimited { retry_after_secs: u64 },
+    /// 429: a capacity limit (the business's concurrent calls, or this node's) is reached; the
+    /// message says which.
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// 502: an upstream service (the payment provider) refused or failed; the message is its
     /// explanation, safe to show.
     BadGateway { message: String, cause: String },
@@ -102,7 +108,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -114,6 +120,7 @@ impl ApiError {
             ApiError::BadRequest(m) | ApiError::Forbidden(m) | ApiError::NotFound(m) => m.clone(),
             ApiError::Unavailable(m) | ApiError::Conflict(m) => m.clone(),
             ApiError::PaymentRequired(m) | ApiError::BadGateway { message: m, .. } => m.clone(),
+            ApiError::Busy { message, .. } => message.clone(),
             ApiError::Unauthorized(m) => (*m).into(),
             ApiError::MethodNotAllowed => "method not allowed on this route".into(),
             ApiError::PayloadTooLarge => "request body is too large".into(),
@@ -136,7 +143,10 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         match self {
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::Busy {
+                retry_after_secs, ..
+            } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
@@ -170,6 +180,10 @@ impl From<crate::calls::HandOutError> for ApiError {
     fn from(error: crate::calls::HandOutError) -> Self {
         match error {
             crate::calls::HandOutError::Refused(_) => ApiError::PaymentRequired(error.to_string()),
+            crate::calls::HandOutError::Busy(busy) => ApiError::Busy {
+                message: busy.to_string(),
+                retry_after_secs: crate::calls::BUSY_RETRY_AFTER_SECS,
+            },
             crate::calls::HandOutError::Store(store) => store.into(),
         }
     }

@@ -96,18 +96,26 @@ pub struct Telephony {
     pub twilio_api_url: Arc<str>,
     /// Outbound HTTP to carriers' APIs.
     pub http: reqwest::Client,
+    /// The concurrent-call limits calls are handed out under.
+    pub capacity: crate::calls::Capacity,
 }
 
 impl Telephony {
     /// From the configuration, for an engine reachable at `public_url`.
     pub fn new(config: &crate::config::Config, public_url: &str) -> Self {
         use secrecy::ExposeSecret;
+        let live = LiveCalls::new();
         Self {
+            capacity: crate::calls::Capacity {
+                caps: crate::billing::CallCaps::from_settings(&config.billing),
+                per_node: config.max_calls_per_node as usize,
+                live: Arc::clone(&live),
+            },
             tokens: Arc::new(match &config.stream_secret {
                 Some(secret) => StreamTokens::new(secret.expose_secret().as_bytes()),
                 None => StreamTokens::random(),
             }),
-            live: LiveCalls::new(),
+            live,
             public_url: Arc::from(public_url.trim_end_matches('/')),
             twilio_auth_token: config.twilio_auth_token.clone().map(Arc::new),
             vonage_signature_secret: config.vonage_signature_secret.clone().map(Arc::new),
@@ -159,6 +167,7 @@ impl AppState {
             Arc::clone(&telephony.tokens),
             &telephony.public_url,
             config.dialler.clone(),
+            telephony.capacity.clone(),
         );
         let webhooks = crate::events::Webhooks::new(
             db.clone(),

@@ -7,11 +7,14 @@
 //! period (a calendar month in UTC, [`Period`]), then the wallet at the plan's overage rate,
 //! rounded up to the cent per call ([`Balance::split`]). A business without a plan pays past its
 //! trial from the wallet at the pay-as-you-go rate (the starter plan's overage rate). The wallet
-//! may go below zero: calls in progress are never cut.
+//! may go below zero, but not for long: a live call checks [`seconds_left`] every
+//! `balance_check_secs`, and once nothing is left it goes on for `grace_secs`, then the agent
+//! says goodbye and hangs up ([`crate::media::session`]).
 //!
 //! Enforcement. A business may start a call while any of the three is left
-//! ([`Balance::gate`]); [`can_start_call`] is one query, asked when a call is handed out (inbound
-//! and test calls) and inside the dialler's claim transaction (outbound).
+//! ([`Balance::gate`]) and it has fewer calls connecting or in progress than its plan allows
+//! ([`CallCaps`]); both are asked in the transaction that hands out a call (inbound and test
+//! calls, [`crate::store::calls::insert_admitted`]) and in the dialler's claim (outbound).
 //!
 //! Checkout. [`Billing::checkout`] asks the configured [`provider::PaymentProvider`] for a hosted
 //! page (the engine's own [`builtin`] page, or [`stripe`] Checkout) and records the session with
@@ -232,6 +235,71 @@ impl Balance {
     }
 }
 
+/// How many calls a business may have connecting or in progress at once, by plan (from
+/// `[billing]`: `trial_max_concurrent_calls` and each plan's `max_concurrent_calls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallCaps {
+    pub trial: u32,
+    pub starter: u32,
+    pub pro: u32,
+    pub enterprise: u32,
+}
+
+impl CallCaps {
+    pub fn from_settings(settings: &BillingSettings) -> Self {
+        let builtin = crate::config::Plans::default();
+        let cap = |terms: PlanTerms, builtin: PlanTerms| {
+            terms
+                .max_concurrent_calls
+                .or(builtin.max_concurrent_calls)
+                .unwrap_or(1)
+        };
+        let plans = &settings.plans;
+        CallCaps {
+            trial: settings.trial_max_concurrent_calls,
+            starter: cap(plans.starter, builtin.starter),
+            pro: cap(plans.pro, builtin.pro),
+            enterprise: cap(plans.enterprise, builtin.enterprise),
+        }
+    }
+
+    /// The limit of a business on `plan` (`None`: the trial, or pay-as-you-go).
+    pub fn for_plan(&self, plan: Option<Plan>) -> i64 {
+        i64::from(match plan {
+            None => self.trial,
+            Some(Plan::Starter) => self.starter,
+            Some(Plan::Pro) => self.pro,
+            Some(Plan::Enterprise) => self.enterprise,
+        })
+    }
+}
+
+/// Seconds of calls a business can still pay for: its trial, its plan's included seconds left,
+/// and what its wallet buys at its overage rate.
+pub fn payable_seconds(balance: &Balance) -> i64 {
+    let wallet = if balance.wallet_cents > 0 && balance.overage_cents_per_minute > 0 {
+        balance.wallet_cents * 60 / balance.overage_cents_per_minute
+    } else {
+        0
+    };
+    balance.trial_seconds.max(0) + balance.included_remaining() + wallet
+}
+
+/// Seconds of calls the business can still pay for, less what its calls in progress (on every
+/// process) have used so far; zero or less: its calls are running on credit.
+pub async fn seconds_left(db: &Db, tenant: TenantId) -> StoreResult<i64> {
+    let now = Utc::now();
+    let period = Period::containing(now);
+    let balance = store::balance(db, tenant, &period.key()).await?.balance();
+    let running: i64 = crate::store::calls::in_progress_starts(db, tenant)
+        .await?
+        .iter()
+        .filter_map(|started| DateTime::parse_from_rfc3339(started).ok())
+        .map(|started| (now - started.with_timezone(&Utc)).num_seconds().max(0))
+        .sum();
+    Ok(payable_seconds(&balance) - running)
+}
+
 /// Whether `tenant` may start a new call now (one query).
 pub async fn can_start_call(db: &Db, tenant: TenantId) -> StoreResult<Result<(), Blocked>> {
     let period = store::period(db.pool(), tenant, Utc::now()).await?;
@@ -383,6 +451,16 @@ impl Billing {
             Plan::Pro => plans.pro,
             Plan::Enterprise => plans.enterprise,
         }
+    }
+
+    /// How often a live call checks that its business can still pay ([`seconds_left`]).
+    pub fn balance_check(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.inner.settings.balance_check_secs.max(1))
+    }
+
+    /// How long a call goes on once its business cannot pay, before the agent says goodbye.
+    pub fn grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.inner.settings.grace_secs)
     }
 
     pub fn currency(&self) -> &str {
@@ -836,6 +914,24 @@ mod tests {
                 .to_string()
                 .contains("pro plan's included minutes")
         );
+    }
+
+    #[test]
+    fn payable_seconds_count_trial_included_and_what_the_wallet_buys() {
+        // 30 s of trial, 60 of 120 included left, 30 cents at 12 cents a minute (150 s).
+        let b = balance(Some(Plan::Starter), 30, 120, 60, 30);
+        assert_eq!(payable_seconds(&b), 30 + 60 + 150);
+        assert_eq!(payable_seconds(&balance(None, 0, 0, 0, 0)), 0);
+        assert_eq!(payable_seconds(&balance(None, 0, 0, 0, -50)), 0);
+    }
+
+    #[test]
+    fn concurrent_call_limits_follow_the_plan() {
+        let caps = CallCaps::from_settings(&BillingSettings::default());
+        assert_eq!(caps.for_plan(None), 2);
+        assert_eq!(caps.for_plan(Some(Plan::Starter)), 5);
+        assert_eq!(caps.for_plan(Some(Plan::Pro)), 20);
+        assert_eq!(caps.for_plan(Some(Plan::Enterprise)), 100);
     }
 
     #[test]

@@ -168,6 +168,11 @@ pub fn extractive_summary(
     match disposition {
         Some("transferred") => summary.push_str(" The caller was transferred."),
         Some("agent-hangup") => summary.push_str(" The agent ended the call."),
+        Some("max-duration") => {
+            summary.push_str(" The agent ended the call at its maximum length.")
+        }
+        Some("out-of-minutes") => summary
+            .push_str(" The agent ended the call: the business's minutes and wallet ran out."),
         Some("hangup") | Some("disconnected") => summary.push_str(" The caller hung up."),
         _ => {}
     }

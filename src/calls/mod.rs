@@ -17,10 +17,11 @@ pub mod transfer;
 
 use chrono::Utc;
 
-use crate::billing::Blocked;
+use crate::billing::{Blocked, CallCaps};
 use crate::domain::{AgentId, CallId, CallStatus, Carrier, Direction, NodeId, TenantId};
-use crate::store::calls::{self as store, CallRow, NewCall};
-use crate::store::{Db, StoreError, StoreResult};
+use crate::store::calls::{self as store, CallRow, NewCall, NotAdmitted};
+use crate::store::{Db, StoreError, StoreResult, stamp};
+use registry::LiveCalls;
 use token::{StreamClaims, StreamTokens, TOKEN_TTL_SECS};
 
 /// Ends the calls whose stream token expired before their stream started (one sweep).
@@ -100,31 +101,76 @@ pub struct Parties<'a> {
     pub to_number: Option<&'a str>,
 }
 
+/// How long a caller refused for capacity should wait before trying again (`Retry-After`).
+pub const BUSY_RETRY_AFTER_SECS: u64 = 15;
+
+/// The capacity limits a call is admitted under: the business's concurrent calls by plan
+/// (counted from the database, so they hold across processes) and this node's live calls.
+#[derive(Clone)]
+pub struct Capacity {
+    pub caps: CallCaps,
+    /// Calls this process may stream at once.
+    pub per_node: usize,
+    pub live: std::sync::Arc<LiveCalls>,
+}
+
+impl Capacity {
+    /// Whether this node is at its limit of live calls.
+    pub fn node_full(&self) -> bool {
+        self.live.count() >= self.per_node
+    }
+}
+
+/// Which capacity limit refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Busy {
+    #[error(
+        "the business already has {0} calls connecting or in progress, its plan's limit: try \
+         again when one has ended"
+    )]
+    Business(i64),
+    #[error("this engine is carrying its limit of {0} calls: try again shortly")]
+    Node(usize),
+}
+
 /// Why a call was not handed out.
 #[derive(Debug, thiserror::Error)]
 pub enum HandOutError {
     /// The business has no trial, included minutes or wallet left.
     #[error("new calls are refused: {0}")]
     Refused(Blocked),
+    /// A capacity limit is reached.
+    #[error("{0}")]
+    Busy(Busy),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
+/// Handed-out calls created after this instant count against the concurrent-call limit while
+/// they wait for their stream; older ones can no longer connect (their token has expired) and
+/// are failed by [`expire_unstarted`].
+pub fn connecting_since() -> String {
+    stamp(Utc::now() - chrono::Duration::seconds(TOKEN_TTL_SECS + 60))
+}
+
 /// Creates the call record (`initiated`) and a stream token bound to it, if the business may
-/// start a call (see [`crate::billing::can_start_call`]).
+/// start a call (see [`crate::billing::can_start_call`]) and neither it nor this node is at its
+/// capacity limit ([`Capacity`]).
 pub async fn hand_out(
     db: &Db,
     tokens: &StreamTokens,
+    capacity: &Capacity,
     tenant: TenantId,
     agent: AgentId,
     agent_version: i64,
     parties: Parties<'_>,
 ) -> Result<HandedOut, HandOutError> {
-    if let Err(blocked) = crate::billing::can_start_call(db, tenant).await? {
-        tracing::info!(tenant_id = %tenant, agent_id = %agent, reason = %blocked, "call refused");
-        return Err(HandOutError::Refused(blocked));
+    if capacity.node_full() {
+        tracing::warn!(tenant_id = %tenant, limit = capacity.per_node, "call refused: node at capacity");
+        metrics::counter!("calls_refused_total", "reason" => "node_limit").increment(1);
+        return Err(HandOutError::Busy(Busy::Node(capacity.per_node)));
     }
-    let call = store::insert(
+    let admitted = store::insert_admitted(
         db,
         tenant,
         NewCall {
@@ -136,8 +182,22 @@ pub async fn hand_out(
             from_number: parties.from_number,
             to_number: parties.to_number,
         },
+        capacity.caps,
+        &connecting_since(),
     )
     .await?;
+    let call = match admitted {
+        Ok(call) => call,
+        Err(NotAdmitted::Blocked(blocked)) => {
+            tracing::info!(tenant_id = %tenant, agent_id = %agent, reason = %blocked, "call refused");
+            return Err(HandOutError::Refused(blocked));
+        }
+        Err(NotAdmitted::AtLimit(limit)) => {
+            tracing::info!(tenant_id = %tenant, agent_id = %agent, limit, "call refused: business at its concurrent-call limit");
+            metrics::counter!("calls_refused_total", "reason" => "business_limit").increment(1);
+            return Err(HandOutError::Busy(Busy::Business(limit)));
+        }
+    };
     let expires_at = Utc::now().timestamp() + TOKEN_TTL_SECS;
     let token = tokens.issue(StreamClaims {
         call: crate::domain::CallId(call.id),

@@ -46,6 +46,8 @@ struct Inner {
     /// Targets this process is dialling.
     active: Mutex<HashSet<i64>>,
     wake: Notify,
+    /// The business's and this node's concurrent-call limits: over them, targets wait.
+    capacity: crate::calls::Capacity,
 }
 
 impl Dialler {
@@ -55,6 +57,7 @@ impl Dialler {
         tokens: Arc<StreamTokens>,
         public_url: &str,
         settings: DiallerSettings,
+        capacity: crate::calls::Capacity,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -66,6 +69,7 @@ impl Dialler {
                 owner: format!("dialler-{}", uuid::Uuid::new_v4().simple()),
                 active: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
+                capacity,
             }),
         }
     }
@@ -138,8 +142,13 @@ impl Dialler {
         let limits = ClaimLimits {
             tenant_concurrency: i64::from(self.inner.settings.tenant_concurrency),
             lease: self.lease(),
+            caps: self.inner.capacity.caps,
         };
         loop {
+            // A node at its limit claims nothing; the targets stay pending for later.
+            if self.inner.capacity.node_full() {
+                return;
+            }
             match store::claim(&self.inner.db, campaign, &self.inner.owner, limits).await {
                 Ok(Ok(claimed)) => {
                     self.inner

@@ -13,6 +13,13 @@
 //!   reports each clause played when its audio has had time to play;
 //! - a turn task per reply: speech-to-text, the turn engine, text-to-speech clause by clause.
 //!   Barge-in aborts it and bumps the audio generation, so queued frames are dropped.
+//!
+//! Keypad digits are gathered into one caller turn: `#` ends the entry, as does a pause of
+//! [`DTMF_GAP`]. A call ends by the agent's goodbye ([`Call::say_goodbye`], not interruptible,
+//! closed after [`GOODBYE_LIMIT`] at the latest) when it reaches its agent's `max_call_seconds`
+//! (disposition `max-duration`), or when the business's trial, included minutes and wallet ran
+//! out during the call and `[billing] grace_secs` have passed (`out-of-minutes`; checked every
+//! `[billing] balance_check_secs` by a watcher task).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +57,18 @@ const NORMAL: u16 = 1000;
 const POLICY_VIOLATION: u16 = 1008;
 const MESSAGE_TOO_BIG: u16 = 1009;
 const INTERNAL_ERROR: u16 = 1011;
+/// Keypad digits are one entry until `#`, or this long without another digit.
+const DTMF_GAP: Duration = Duration::from_secs(2);
+/// The longest keypad entry; a longer one is answered as it stands.
+const DTMF_MAX: usize = 32;
+/// How long the agent's goodbye may take before the line is closed regardless.
+const GOODBYE_LIMIT: Duration = Duration::from_secs(20);
+/// Said when a call reaches its agent's `max_call_seconds`.
+pub const MAX_DURATION_GOODBYE: &str =
+    "We've reached the time limit for this call. Thank you for calling. Goodbye.";
+/// Said when the business's minutes and wallet ran out during the call and the grace passed.
+pub const OUT_OF_MINUTES_GOODBYE: &str =
+    "I'm sorry, I have to end the call here. Thank you for calling. Goodbye.";
 
 enum DspEvent {
     SpeechStarted,
@@ -96,7 +115,8 @@ enum TurnNote {
 /// What the agent asked the line to do once its reply has been heard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LineAction {
-    Hangup,
+    /// Hang up, with this disposition.
+    Hangup(&'static str),
     Transfer(String),
 }
 
@@ -279,6 +299,8 @@ struct Prepared {
     endpointer: Endpointer<Box<dyn vad::VoiceActivity>>,
     decoder: LineDecoder,
     encoder: LineEncoder,
+    /// The agent's `max_call_seconds`.
+    max_call: Duration,
 }
 
 /// How a call ended, and how its recording went (`None`: not recorded).
@@ -343,6 +365,8 @@ struct Call {
     telephony: crate::api::Telephony,
     /// The carrier's id of the call (Twilio's CallSid), for transfers.
     carrier_call_id: Option<String>,
+    /// The agent is saying goodbye: the disposition, and when the line closes regardless.
+    closing: Option<(&'static str, tokio::time::Instant)>,
 }
 
 impl Call {
@@ -394,6 +418,7 @@ impl Call {
             endpointer,
             decoder,
             encoder,
+            max_call,
         } = match prepared {
             Ok(prepared) => prepared,
             Err(reason) => {
@@ -464,6 +489,7 @@ impl Call {
             conversation: Arc::clone(&speaker.conversation),
             telephony: state.telephony.clone(),
             carrier_call_id: call_row.carrier_call_id.clone(),
+            closing: None,
         };
         let greeting = speaker.conversation.lock().await.greeting();
         if let Some(greeting) = greeting {
@@ -472,6 +498,22 @@ impl Call {
                 .await;
         }
 
+        // The call's limits: its agent's longest call, and its business's money.
+        let max_at = tokio::time::Instant::from_std(started) + max_call;
+        let (money_tx, mut money_rx) = mpsc::channel::<()>(1);
+        let money = tokio::spawn(
+            watch_money(
+                state.db.clone(),
+                tenant,
+                state.billing.balance_check(),
+                state.billing.grace(),
+                money_tx,
+            )
+            .in_current_span(),
+        );
+        // Keypad digits of the entry being typed, and when it ends without a `#`.
+        let mut digits = String::new();
+        let mut digits_end: Option<tokio::time::Instant> = None;
         let mut dropped = 0u64;
         let mut bad = 0u64;
         let mut close_code = NORMAL;
@@ -493,9 +535,20 @@ impl Call {
                                     }
                                     Event::Media(_) | Event::Connected | Event::Start(_) => {}
                                     Event::Mark(name) => call_state.mark_played(&name).await,
+                                    // The agent is saying goodbye: keys are not answered.
+                                    Event::Dtmf(_) if call_state.closing.is_some() => {}
                                     Event::Dtmf(digit) => {
-                                        let input = TurnStart::Input(TurnInput::Dtmf(digit), None);
-                                        call_state.start_turn(&speaker, input).await;
+                                        if digit != '#' || digits.is_empty() {
+                                            digits.push(digit);
+                                        }
+                                        if digit == '#' || digits.len() >= DTMF_MAX {
+                                            digits_end = None;
+                                            let entry = TurnInput::Dtmf(std::mem::take(&mut digits));
+                                            let input = TurnStart::Input(entry, None);
+                                            call_state.start_turn(&speaker, input).await;
+                                        } else {
+                                            digits_end = Some(tokio::time::Instant::now() + DTMF_GAP);
+                                        }
                                     }
                                     Event::Stop => stop = true,
                                 }
@@ -517,6 +570,9 @@ impl Call {
                     }
                 },
                 event = dsp_rx.recv() => match event {
+                    // Nothing the caller says stops the agent's goodbye.
+                    Some(DspEvent::SpeechStarted | DspEvent::SpeechSustained | DspEvent::Utterance { .. })
+                        if call_state.closing.is_some() => {}
                     // Caller speech over the agent interrupts once it lasts the barge-in threshold.
                     Some(DspEvent::SpeechStarted) => interjecting = call_state.speaking(),
                     Some(DspEvent::SpeechSustained) => {
@@ -538,8 +594,30 @@ impl Call {
                     Some(DspEvent::Failed(reason)) => break Err(reason),
                     None => break Err("the DSP thread stopped".into()),
                 },
-                                Some(note) = notes_rx.recv() => call_state.note(note).await,
+                Some(note) = notes_rx.recv() => call_state.note(note).await,
                 Some(name) = played_rx.recv() => call_state.mark_played(&name).await,
+                () = tokio::time::sleep_until(digits_end.unwrap_or(max_at)), if digits_end.is_some() => {
+                    digits_end = None;
+                    let entry = TurnInput::Dtmf(std::mem::take(&mut digits));
+                    call_state.start_turn(&speaker, TurnStart::Input(entry, None)).await;
+                }
+                () = tokio::time::sleep_until(max_at), if call_state.closing.is_none() => {
+                    call_state
+                        .say_goodbye(&speaker, MAX_DURATION_GOODBYE, "max-duration")
+                        .await;
+                }
+                Some(()) = money_rx.recv(), if call_state.closing.is_none() => {
+                    call_state
+                        .say_goodbye(&speaker, OUT_OF_MINUTES_GOODBYE, "out-of-minutes")
+                        .await;
+                }
+                () = tokio::time::sleep_until(call_state.closing.map_or(max_at, |c| c.1)),
+                    if call_state.closing.is_some() =>
+                {
+                    let (disposition, _) = call_state.closing.unwrap_or(("agent-hangup", max_at));
+                    tracing::warn!(disposition, "the goodbye did not finish in time; hanging up");
+                    break Ok(disposition);
+                }
             }
             if let Some(action) = call_state.due.take()
                 && let Some(disposition) = call_state.carry_out(action).await
@@ -547,6 +625,7 @@ impl Call {
                 break Ok(disposition);
             }
         };
+        money.abort();
         metrics::counter!("media_frames_dropped_total").increment(dropped);
         metrics::counter!("media_bad_frames_total", "reason" => "malformed").increment(bad);
         if dropped > 0 {
@@ -619,6 +698,7 @@ impl Call {
                 tracing::warn!(%error, "could not load the knowledge index");
             }
         }
+        let max_call = Duration::from_secs(agent_row.snapshot.max_call_seconds.max(1) as u64);
         Ok(Prepared {
             models,
             ctx,
@@ -627,6 +707,7 @@ impl Call {
             endpointer,
             decoder,
             encoder,
+            max_call,
         })
     }
 
@@ -666,7 +747,7 @@ impl Call {
     /// disposition when the call is over (a failed transfer leaves the caller on the line).
     async fn carry_out(&mut self, action: LineAction) -> Option<&'static str> {
         Some(match action {
-            LineAction::Hangup => "agent-hangup",
+            LineAction::Hangup(disposition) => disposition,
             LineAction::Transfer(number) => {
                 let sid = self.carrier_call_id.as_deref();
                 match crate::calls::transfer::twilio(&self.telephony, sid, &number).await {
@@ -683,13 +764,32 @@ impl Call {
         })
     }
 
+    /// Ends the call by the agent's goodbye: whatever it was saying stops, `text` is said, and
+    /// the line hangs up with `disposition` once it has been heard (or after [`GOODBYE_LIMIT`]).
+    /// Nothing the caller says or presses interrupts it.
+    async fn say_goodbye(
+        &mut self,
+        speaker: &Arc<Speaker>,
+        text: &'static str,
+        disposition: &'static str,
+    ) {
+        if self.closing.is_some() {
+            return;
+        }
+        tracing::info!(disposition, "the agent ends the call");
+        self.barge_in_if_speaking().await;
+        self.closing = Some((disposition, tokio::time::Instant::now() + GOODBYE_LIMIT));
+        self.start_turn(speaker, TurnStart::Farewell(text, disposition))
+            .await;
+    }
+
     fn speaking(&self) -> bool {
         self.turn.as_ref().is_some_and(|t| !t.is_finished()) || !self.pending_marks.is_empty()
     }
 
     /// Caller speech while the agent talks: stop playback at once and cancel the turn.
     async fn barge_in_if_speaking(&mut self) {
-        if !self.speaking() {
+        if !self.speaking() || self.closing.is_some() {
             return;
         }
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -744,7 +844,10 @@ impl Call {
         row.agent_text = (!self.heard.is_empty()).then(|| self.heard.join(" "));
         row.interrupted = i64::from(interrupted);
         self.heard.clear();
-        if interrupted {
+        if let Some((disposition, _)) = self.closing {
+            // The goodbye ends the call however it went.
+            self.due = Some(LineAction::Hangup(disposition));
+        } else if interrupted {
             // The conversation remembers only what the caller heard; a hang-up or transfer the
             // caller talked over is not carried out.
             let heard = row.agent_text.clone().unwrap_or_default();
@@ -797,6 +900,8 @@ impl Call {
 
 enum TurnStart {
     Greeting(String),
+    /// The agent's goodbye before it hangs up with this disposition.
+    Farewell(&'static str, &'static str),
     /// Caller audio at the line rate, how long endpointing waited after the speech ended, and
     /// when the speech began (ms from the start of the stream).
     Audio(Vec<f32>, Duration, u64),
@@ -878,11 +983,20 @@ impl Speaker {
                 let _ = job.notes.send(TurnNote::Done(row, action)).await;
                 return;
             }
+            TurnStart::Farewell(text, disposition) => {
+                let (tx, rx) = mpsc::channel(1);
+                let _ = tx.send(TurnOutput::Text(text.to_owned())).await;
+                drop(tx);
+                self.speak_stream(&job, &mut row, began, None, rx).await;
+                let hangup = Some(LineAction::Hangup(disposition));
+                let _ = job.notes.send(TurnNote::Done(row, hangup)).await;
+                return;
+            }
             TurnStart::Input(input, wait) => {
                 row.endpoint_wait_ms = wait.map(|w| w.as_millis() as i64);
                 row.caller_offset_ms = Some(self.call_started.elapsed().as_millis() as i64);
-                if let TurnInput::Dtmf(digit) = input {
-                    row.caller_text = Some(format!("[pressed {digit}]"));
+                if let TurnInput::Dtmf(digits) = &input {
+                    row.caller_text = Some(format!("[pressed {digits}]"));
                 }
                 input
             }
@@ -956,7 +1070,7 @@ impl Speaker {
                     (splitter.push(&chunk), false)
                 }
                 Some(TurnOutput::EndCall) => {
-                    action = Some(LineAction::Hangup);
+                    action = Some(LineAction::Hangup("agent-hangup"));
                     (Vec::new(), false)
                 }
                 Some(TurnOutput::Transfer(number)) => {
@@ -1080,6 +1194,44 @@ impl Speaker {
             let _ = job.notes.send(TurnNote::Progress(row.clone())).await;
         }
         true
+    }
+}
+
+/// Checks every `every` whether the business can still pay for its calls (its trial, included
+/// minutes and wallet, less what its calls in progress have used so far, on every process); once
+/// it has been unable to for `grace`, says so on `out` and stops.
+async fn watch_money(
+    db: Db,
+    tenant: TenantId,
+    every: Duration,
+    grace: Duration,
+    out: mpsc::Sender<()>,
+) {
+    let mut out_since: Option<Instant> = None;
+    loop {
+        let wait = match out_since {
+            Some(since) => every.min(grace.saturating_sub(since.elapsed())),
+            None => every,
+        };
+        tokio::time::sleep(wait).await;
+        match crate::billing::seconds_left(&db, tenant).await {
+            Ok(left) if left > 0 => out_since = None,
+            Ok(left) => {
+                let since = *out_since.get_or_insert_with(|| {
+                    tracing::warn!(
+                        left,
+                        grace_secs = grace.as_secs(),
+                        "the business's minutes and wallet ran out during the call"
+                    );
+                    Instant::now()
+                });
+                if since.elapsed() >= grace {
+                    let _ = out.send(()).await;
+                    return;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not check the business's balance"),
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! here rather than on the async runtime's workers. Jobs queue in a bounded channel: a caller
 //! awaits a free slot when the queue is full (back-pressure, never an unbounded backlog). Queue
 //! length and queue wait are exported as metrics; each job runs inside its caller's tracing span.
+//! A job whose caller has gone (an aborted turn: a barge-in, the caller's next utterance, the
+//! call's end) is skipped when it is dequeued, so cancelled work never holds up live calls.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,6 +72,11 @@ impl InferencePool {
         let (reply, result) = oneshot::channel();
         let span = tracing::Span::current();
         let job: Job = Box::new(move || {
+            // The caller stopped waiting (its future was dropped): nobody wants the result.
+            if reply.is_closed() {
+                metrics::counter!("inference_jobs_skipped_total").increment(1);
+                return;
+            }
             let _entered = span.enter();
             let _ = reply.send(work());
         });
@@ -101,6 +108,44 @@ mod tests {
         assert!(thread.unwrap().starts_with("inference-"));
         let results = futures_join(&pool).await;
         assert_eq!(results, (0..64).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_queued_job_whose_caller_is_gone_is_skipped() {
+        let pool = InferencePool::new(1);
+        // Occupy the only thread until released.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel::<()>();
+        let blocker = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.run(move || {
+                    let _ = started.send(());
+                    hold.recv().ok()
+                })
+                .await
+            })
+        };
+        running.await.unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let abandoned = {
+            let (pool, ran) = (pool.clone(), Arc::clone(&ran));
+            tokio::spawn(async move { pool.run(move || ran.store(true, Ordering::SeqCst)).await })
+        };
+        while pool.queued.load(Ordering::SeqCst) != 1 {
+            tokio::task::yield_now().await;
+        }
+        // The requester goes away while its job waits in the queue (an aborted turn).
+        abandoned.abort();
+        assert!(abandoned.await.unwrap_err().is_cancelled());
+        release.send(()).unwrap();
+        assert_eq!(blocker.await.unwrap().unwrap(), Some(()));
+        // One thread, first in first out: once this job has run, the abandoned one was dequeued.
+        assert_eq!(pool.run(|| 7).await.unwrap(), 7);
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "the abandoned job must not run"
+        );
     }
 
     async fn futures_join(pool: &InferencePool) -> Vec<i32> {

@@ -40,6 +40,7 @@ pub struct SnapshotColumns {
     pub transfer_number: Option<String>,
     /// JSON list of [`KnowledgeLink`]s.
     pub knowledge: String,
+    pub max_call_seconds: i64,
 }
 
 /// A full version snapshot.
@@ -91,6 +92,8 @@ impl SnapshotColumns {
             tools: self.tool_names(),
             transfer_number: self.transfer_number.clone(),
             knowledge: self.knowledge_links()?,
+            max_call_seconds: u32::try_from(self.max_call_seconds)
+                .map_err(|_| corrupt("max_call_seconds out of range"))?,
         })
     }
 
@@ -121,7 +124,8 @@ macro_rules! select_agents {
             "SELECT a.id, a.current_version, a.status, a.created_at, a.updated_at, v.name, \
              v.voice, v.language, v.system_prompt, v.humour_level, v.empathy_level, \
              v.formality_level, v.energy_level, v.directness_level, v.turn_engine, v.tools, \
-             v.transfer_number, v.knowledge, v.compiled_instructions, v.instructions_hash \
+             v.transfer_number, v.knowledge, v.max_call_seconds, v.compiled_instructions, \
+             v.instructions_hash \
              FROM agents a \
              JOIN agent_versions v ON v.agent_id = a.id AND v.version = a.current_version ",
             $where
@@ -194,8 +198,8 @@ where
     let row = sqlx::query_as(
         "SELECT version, name, voice, language, system_prompt, humour_level, empathy_level, \
                 formality_level, energy_level, directness_level, turn_engine, tools, \
-                transfer_number, knowledge, compiled_instructions, instructions_hash, \
-                rolled_back_from, \
+                transfer_number, knowledge, max_call_seconds, compiled_instructions, \
+                instructions_hash, rolled_back_from, \
                 created_by, created_at \
          FROM agent_versions WHERE tenant_id = $1 AND agent_id = $2 AND version = $3",
     )
@@ -285,9 +289,10 @@ async fn insert_version(
         "INSERT INTO agent_versions (agent_id, tenant_id, version, name, voice, language, \
             system_prompt, humour_level, empathy_level, formality_level, energy_level, \
             directness_level, compiled_instructions, instructions_hash, rolled_back_from, \
-            created_by, created_at, turn_engine, tools, transfer_number, knowledge) \
+            created_by, created_at, turn_engine, tools, transfer_number, knowledge, \
+            max_call_seconds) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-            $18, $19, $20, $21)",
+            $18, $19, $20, $21, $22)",
     )
     .bind(agent.0)
     .bind(tenant.0)
@@ -313,6 +318,7 @@ async fn insert_version(
         serde_json::to_string(&new.spec.knowledge)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     )
+    .bind(i64::from(new.spec.max_call_seconds))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -4,7 +4,8 @@ use sqlx::FromRow;
 
 use serde_json::json;
 
-use super::{Db, StoreError, StoreResult, now, outbox};
+use super::{Backend, Db, StoreError, StoreResult, Tx, now, outbox};
+use crate::billing::{Blocked, CallCaps, Period};
 use crate::domain::{AgentId, CallId, CallStatus, Carrier, Direction, NodeId, TenantId};
 
 #[derive(Debug, Clone, FromRow)]
@@ -80,6 +81,99 @@ pub async fn insert(db: &Db, tenant: TenantId, call: NewCall<'_>) -> StoreResult
     .fetch_one(db.pool())
     .await?;
     Ok(row)
+}
+
+/// Why [`insert_admitted`] did not create the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdmitted {
+    /// The trial, included minutes and wallet are used up.
+    Blocked(Blocked),
+    /// The business already has `limit` calls connecting or in progress (its plan's limit).
+    AtLimit(i64),
+}
+
+/// Calls of `tenant` that count against its concurrent-call limit: in progress, or handed out
+/// since `connecting_since` and not yet streaming (older handed-out calls are expired by the
+/// sweep and never connect).
+pub async fn active_in(tx: &mut Tx, tenant: TenantId, connecting_since: &str) -> StoreResult<i64> {
+    let n = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM calls WHERE tenant_id = $1 AND (status = 'in-progress' \
+            OR (status = 'initiated' AND created_at > $2))",
+    )
+    .bind(tenant.0)
+    .bind(connecting_since)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(n)
+}
+
+/// Locks the business's row for the rest of the transaction on PostgreSQL (SQLite's write
+/// transaction already serialises writers), so that two processes admitting calls at once
+/// count each other's. `NO KEY UPDATE`: see [`super::billing::meter_in`].
+pub async fn lock_tenant(tx: &mut Tx, backend: Backend, tenant: TenantId) -> StoreResult<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(tenant.0)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates the call (`initiated`) if the business may start one: it has trial, included
+/// minutes or wallet left, and fewer calls connecting or in progress than its plan allows
+/// (`caps`). One write transaction, so concurrent hand-outs on any process cannot both take the
+/// last place.
+pub async fn insert_admitted(
+    db: &Db,
+    tenant: TenantId,
+    call: NewCall<'_>,
+    caps: CallCaps,
+    connecting_since: &str,
+) -> StoreResult<Result<CallRow, NotAdmitted>> {
+    let mut tx = db.begin_write().await?;
+    lock_tenant(&mut tx, db.backend(), tenant).await?;
+    let period = Period::containing(chrono::Utc::now()).key();
+    let balance = super::billing::balance_in(&mut tx, tenant, &period)
+        .await?
+        .balance();
+    if let Err(blocked) = balance.gate() {
+        return Ok(Err(NotAdmitted::Blocked(blocked)));
+    }
+    let limit = caps.for_plan(balance.plan);
+    if active_in(&mut tx, tenant, connecting_since).await? >= limit {
+        return Ok(Err(NotAdmitted::AtLimit(limit)));
+    }
+    let row = sqlx::query_as(
+        "INSERT INTO calls (tenant_id, agent_id, agent_version, direction, carrier, \
+            carrier_call_id, from_number, to_number, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'initiated', $9) RETURNING *",
+    )
+    .bind(tenant.0)
+    .bind(call.agent.0)
+    .bind(call.agent_version)
+    .bind(call.direction.as_str())
+    .bind(call.carrier.as_str())
+    .bind(call.carrier_call_id)
+    .bind(call.from_number)
+    .bind(call.to_number)
+    .bind(now())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Ok(row))
+}
+
+/// When each of the business's calls in progress started (RFC 3339), over every process.
+pub async fn in_progress_starts(db: &Db, tenant: TenantId) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query_scalar(
+        "SELECT started_at FROM calls WHERE tenant_id = $1 AND status = 'in-progress' \
+            AND started_at IS NOT NULL",
+    )
+    .bind(tenant.0)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows)
 }
 
 pub async fn get(db: &Db, tenant: TenantId, call: CallId) -> StoreResult<CallRow> {

@@ -481,6 +481,8 @@ pub struct ClaimLimits {
     /// Calls a tenant may have ringing or connected at once, over all its campaigns.
     pub tenant_concurrency: i64,
     pub lease: std::time::Duration,
+    /// The business's concurrent calls by plan (over inbound, test and outbound calls).
+    pub caps: crate::billing::CallCaps,
 }
 
 /// Claims one due target of `campaign` for `owner` (see the module documentation).
@@ -582,6 +584,16 @@ pub async fn claim(
         pause_in(&mut tx, c.id, &reason).await?;
         tx.commit().await?;
         return Ok(Err(NoClaim::Paused(reason)));
+    }
+    // The business's calls of every kind against its plan's limit: at the limit the target
+    // waits (it stays pending and is not counted as an attempt). The business's row is locked
+    // first on PostgreSQL so that hand-outs and other diallers count this call.
+    let tenant = TenantId(c.tenant_id);
+    super::calls::lock_tenant(&mut tx, db.backend(), tenant).await?;
+    let limit = limits.caps.for_plan(balance.balance().plan);
+    let since = crate::calls::connecting_since();
+    if super::calls::active_in(&mut tx, tenant, &since).await? >= limit {
+        return Ok(Err(NoClaim::Wait));
     }
     let lease = Duration::from_std(limits.lease).unwrap_or(Duration::seconds(30));
     let attempt: i64 = sqlx::query_scalar(

@@ -178,6 +178,7 @@ async fn small_plans_engine() -> TestApp {
             included_minutes: 2,
             price_cents: 4_900,
             overage_cents_per_minute: 12,
+            max_concurrent_calls: None,
         };
     })
     .await

@@ -78,6 +78,10 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     config.database_url = test_database().await;
     config.models_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     config.preload_models = false;
+    // Many tests hand out several test calls they never stream (each counts against the
+    // business's concurrent-call limit until the sweep expires it); the call-limit tests set
+    // their own small limits.
+    config.billing.trial_max_concurrent_calls = 50;
     config
 }
 

@@ -14,6 +14,7 @@ mod errors;
 mod helpers;
 mod history;
 mod knowledge;
+mod limits;
 mod llm_server;
 mod media;
 mod receiver;

@@ -39,10 +39,10 @@ type WsSink = futures_util::stream::SplitSink<
     Message,
 >;
 
-struct Twilio {
+pub(crate) struct Twilio {
     tx: Arc<Mutex<WsSink>>,
     /// Everything the engine sent, in order (close frames as `{"event":"close","code":…}`).
-    rx: mpsc::UnboundedReceiver<Value>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Value>,
 }
 
 async fn test_call(app: &TestApp, s: &Session) -> (i64, String, String) {
@@ -64,7 +64,7 @@ async fn test_call(app: &TestApp, s: &Session) -> (i64, String, String) {
 
 /// Connects like Twilio: `connected`, then `start` with the token. Plays the engine's audio in
 /// real time and echoes each mark when playback reaches it, as Twilio does.
-async fn connect(url: &str, token: &str) -> Twilio {
+pub(crate) async fn connect(url: &str, token: &str) -> Twilio {
     let (socket, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("websocket connects");
@@ -125,7 +125,7 @@ async fn connect(url: &str, token: &str) -> Twilio {
 }
 
 impl Twilio {
-    async fn send(&self, message: Value) {
+    pub(crate) async fn send(&self, message: Value) {
         self.tx
             .lock()
             .await
@@ -135,7 +135,11 @@ impl Twilio {
     }
 
     /// Messages until `until` matches one; panics after `limit`.
-    async fn read_until(&mut self, limit: Duration, until: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub(crate) async fn read_until(
+        &mut self,
+        limit: Duration,
+        until: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -152,7 +156,11 @@ impl Twilio {
     }
 
     /// Messages until the engine has been quiet for `quiet`.
-    async fn read_while_talking(&mut self, quiet: Duration, limit: Duration) -> Vec<Value> {
+    pub(crate) async fn read_while_talking(
+        &mut self,
+        quiet: Duration,
+        limit: Duration,
+    ) -> Vec<Value> {
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
@@ -621,6 +629,8 @@ async fn keypad_digits_reach_the_turn_engine() {
         .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
         .await;
     twilio.send(json!({ "event": "dtmf", "streamSid": "MZ1", "dtmf": { "track": "inbound_track", "digit": "5" } })).await;
+    // `#` ends the keypad entry (digits are gathered into one turn).
+    twilio.send(json!({ "event": "dtmf", "streamSid": "MZ1", "dtmf": { "track": "inbound_track", "digit": "#" } })).await;
     twilio
         .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
         .await;

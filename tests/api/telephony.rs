@@ -1298,3 +1298,65 @@ async fn through_twilio_numbers_are_bought_and_campaign_calls_placed_and_tracked
             .any(|(m, p, _, _)| m == "DELETE" && p.ends_with("IncomingPhoneNumbers/PNfake1.json"))
     );
 }
+
+/// A business at its plan's concurrent-call limit: the dialler waits (claims no target, uses no
+/// attempt, fails nothing) and dials once the call holding the place ends.
+#[tokio::test]
+async fn the_dialler_waits_while_the_business_is_at_its_concurrent_call_limit() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().to_owned();
+    let app = spawn_app_with(move |c| {
+        c.limits.requests_per_minute = 100_000;
+        c.data_dir = dir;
+        c.sandbox.ring_ms = 500;
+        c.sandbox.rules = vec![rule("+61491*", SandboxOutcome::NoAnswer)];
+        c.billing.trial_max_concurrent_calls = 1;
+    })
+    .await;
+    let (s, agent, _) = business_with_number(&app, "limit@clinic.example").await;
+    // A live test call takes the business's only place.
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/test-call"),
+            &s.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let call = r.body["call_id"].as_i64().unwrap();
+    let mut twilio = crate::media::connect(
+        r.body["stream_url"].as_str().unwrap(),
+        r.body["token"].as_str().unwrap(),
+    )
+    .await;
+    let live = crate::media::settled_call(&app, &s, call, |c| c["status"] == "in-progress").await;
+    assert_eq!(live["status"], "in-progress", "{live}");
+
+    let targets = vec![
+        json!({ "phone_number": "+61491570101" }),
+        json!({ "phone_number": "+61491570102" }),
+    ];
+    let id = campaign(&app, &s, agent, targets, json!({ "max_attempts": 1 })).await;
+    let r = app
+        .post(&format!("/api/campaigns/{id}/start"), &s.token, json!({}))
+        .await;
+    assert_eq!(r.body["status"], "running", "{}", r.body);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(dials(data_dir.path()).is_empty(), "dialled over the limit");
+    let waiting = app.get(&format!("/api/campaigns/{id}"), &s.token).await;
+    assert_eq!(waiting.body["status"], "running", "{}", waiting.body);
+    assert_eq!(waiting.body["stats"]["pending"], 2, "{}", waiting.body);
+    assert_eq!(waiting.body["stats"]["attempts"], 0, "{}", waiting.body);
+
+    // The call ends: the dialler takes the place, one target at a time.
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1" }))
+        .await;
+    twilio
+        .read_until(Duration::from_secs(60), |m| m["event"] == "close")
+        .await;
+    let done = wait_for(&app, &s.token, id, "completed", Duration::from_secs(90)).await;
+    assert_eq!(done["stats"]["no_answer"], 2, "{done}");
+    assert_eq!(done["stats"]["attempts"], 2, "{done}");
+    assert_eq!(dials(data_dir.path()).len(), 2);
+}

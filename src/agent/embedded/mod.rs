@@ -660,19 +660,22 @@ impl Session {
         format!("I can {list}.")
     }
 
-    fn on_digit(&mut self, digit: char) -> Reply {
+    fn on_digits(&mut self, digits: &str) -> Reply {
         let asked = self.asked.take();
         let mut reply = Reply::default();
-        if digit == '0' && self.ctx.tools.transfer_to.is_some() {
+        if digits == "0" && self.ctx.tools.transfer_to.is_some() {
             self.transfer(&mut reply);
             return reply;
         }
-        let key = match digit {
-            '*' => "star".to_string(),
-            '#' => "hash".to_string(),
-            other => other.to_string(),
-        };
-        reply.say(format!("You pressed {key}."));
+        let keys: Vec<String> = digits
+            .chars()
+            .map(|digit| match digit {
+                '*' => "star".to_string(),
+                '#' => "hash".to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        reply.say(format!("You pressed {}.", keys.join(" ")));
         // The keypad does not answer questions: ask the last one again.
         if let Some(asked) = asked {
             reply.say(asked.text.clone());
@@ -728,7 +731,7 @@ impl Conversation for Session {
         Box::pin(async move {
             let reply = match input {
                 TurnInput::Utterance(text) => self.on_utterance(&text).await,
-                TurnInput::Dtmf(digit) => self.on_digit(digit),
+                TurnInput::Dtmf(digits) => self.on_digits(&digits),
             };
             self.asked = reply.asked;
             let count = reply.lines.len();

@@ -497,7 +497,7 @@ async fn transfer_when_offered() {
     assert_eq!(turn.text, "Of course, I'll put you through now.");
     assert_eq!(turn.actions, [TurnOutput::Transfer("+61255509999".into())]);
 
-    let turn = call.input(TurnInput::Dtmf('0')).await;
+    let turn = call.input(TurnInput::Dtmf("0".into())).await;
     assert_eq!(turn.actions, [TurnOutput::Transfer("+61255509999".into())]);
 }
 
@@ -514,7 +514,7 @@ async fn transfer_when_not_offered() {
 
 impl Call {
     async fn say_dtmf(&mut self, digit: char) -> String {
-        let turn = self.input(TurnInput::Dtmf(digit)).await;
+        let turn = self.input(TurnInput::Dtmf(digit.to_string())).await;
         assert!(turn.actions.is_empty());
         turn.text
     }
@@ -532,6 +532,9 @@ async fn keypad_digits_are_acknowledged_and_the_question_repeated() {
         call.say_dtmf('#').await,
         "You pressed hash. Which day would you like?"
     );
+    // Digits gathered into one entry are acknowledged together.
+    let turn = call.input(TurnInput::Dtmf("1234".into())).await;
+    assert_eq!(turn.text, "You pressed 1 2 3 4. Which day would you like?");
     // The question is still pending.
     assert_eq!(
         call.say("14").await,
