@@ -60,6 +60,37 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// Plans, the trial, and the payment provider.
     pub billing: BillingSettings,
+    /// The child process that reads uploaded documents, and its limits.
+    pub extraction: ExtractionSettings,
+}
+
+/// Uploaded documents are read by a child process of the engine's own binary
+/// (`callgenius extract-document`), held to these limits; a file that breaks one fails.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtractionSettings {
+    /// The program to run as `PROGRAM extract-document`; `None`: this process's executable.
+    pub program: Option<PathBuf>,
+    /// Address space the child may use (RLIMIT_AS and RLIMIT_DATA), in MiB.
+    pub memory_mib: u64,
+    /// CPU time the child may use (RLIMIT_CPU), in seconds.
+    pub cpu_secs: u64,
+    /// Wall-clock time before the engine kills the child, in seconds.
+    pub timeout_secs: u64,
+    /// The most extracted text (as JSON) read back from the child, in MiB.
+    pub max_output_mib: u64,
+}
+
+impl Default for ExtractionSettings {
+    fn default() -> Self {
+        Self {
+            program: None,
+            memory_mib: 1024,
+            cpu_secs: 30,
+            timeout_secs: 60,
+            max_output_mib: 64,
+        }
+    }
 }
 
 /// The carrier numbers and outbound calls go through.
@@ -365,6 +396,7 @@ impl Config {
             dialler: DiallerSettings::default(),
             webhooks: WebhookSettings::default(),
             billing: BillingSettings::default(),
+            extraction: ExtractionSettings::default(),
         }
     }
 
@@ -443,6 +475,7 @@ struct FileConfig {
     dialler: Option<DiallerSettings>,
     webhooks: Option<WebhookSettings>,
     billing: Option<BillingSettings>,
+    extraction: Option<ExtractionSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -583,6 +616,7 @@ impl Config {
                 }
                 billing
             },
+            extraction: file.extraction.unwrap_or(defaults.extraction),
         };
         config.validate()?;
         Ok(config)
@@ -660,6 +694,13 @@ impl Config {
         }
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1"));
+        }
+        let x = &self.extraction;
+        if x.memory_mib < 64 || x.cpu_secs == 0 || x.timeout_secs == 0 || x.max_output_mib == 0 {
+            return Err(invalid(
+                "extraction",
+                "memory_mib must be at least 64, cpu_secs, timeout_secs and max_output_mib at least 1",
+            ));
         }
         self.billing.validate()?;
         Ok(())

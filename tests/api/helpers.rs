@@ -54,6 +54,9 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     config.database_url = test_database().await;
     config.models_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     config.preload_models = false;
+    // The engine runs inside this test binary, so its own executable is the test harness: the
+    // document reader's child process is the real `callgenius` binary.
+    config.extraction.program = Some(env!("CARGO_BIN_EXE_callgenius").into());
     config
 }
 
