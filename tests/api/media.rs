@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::helpers::{Session, TestApp, spawn_app};
 
 /// Caller audio as 20 ms µ-law frames: a fixture between stretches of silence.
-fn caller_frames(fixture: &str, lead_ms: usize, tail_ms: usize) -> Vec<Vec<u8>> {
+pub fn caller_frames(fixture: &str, lead_ms: usize, tail_ms: usize) -> Vec<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/speech")
         .join(fixture);
@@ -39,13 +39,13 @@ type WsSink = futures_util::stream::SplitSink<
     Message,
 >;
 
-struct Twilio {
+pub struct Twilio {
     tx: Arc<Mutex<WsSink>>,
     /// Everything the engine sent, in order (close frames as `{"event":"close","code":…}`).
     rx: mpsc::UnboundedReceiver<Value>,
 }
 
-async fn test_call(app: &TestApp, s: &Session) -> (i64, String, String) {
+pub async fn test_call(app: &TestApp, s: &Session) -> (i64, String, String) {
     let agent = app.create_agent(&s.token, "Reception").await;
     let r = app
         .post(
@@ -64,7 +64,7 @@ async fn test_call(app: &TestApp, s: &Session) -> (i64, String, String) {
 
 /// Connects like Twilio: `connected`, then `start` with the token. Plays the engine's audio in
 /// real time and echoes each mark when playback reaches it, as Twilio does.
-async fn connect(url: &str, token: &str) -> Twilio {
+pub async fn connect(url: &str, token: &str) -> Twilio {
     let (socket, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("websocket connects");
@@ -125,7 +125,7 @@ async fn connect(url: &str, token: &str) -> Twilio {
 }
 
 impl Twilio {
-    async fn send(&self, message: Value) {
+    pub async fn send(&self, message: Value) {
         self.tx
             .lock()
             .await
@@ -135,7 +135,7 @@ impl Twilio {
     }
 
     /// Messages until `until` matches one; panics after `limit`.
-    async fn read_until(&mut self, limit: Duration, until: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub async fn read_until(&mut self, limit: Duration, until: impl Fn(&Value) -> bool) -> Vec<Value> {
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -152,7 +152,7 @@ impl Twilio {
     }
 
     /// Messages until the engine has been quiet for `quiet`.
-    async fn read_while_talking(&mut self, quiet: Duration, limit: Duration) -> Vec<Value> {
+    pub async fn read_while_talking(&mut self, quiet: Duration, limit: Duration) -> Vec<Value> {
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline {
@@ -165,7 +165,7 @@ impl Twilio {
     }
 
     /// Streams frames faster than real time (a frame every 5 ms) so tests stay short.
-    async fn send_audio(&mut self, frames: &[Vec<u8>]) {
+    pub async fn send_audio(&mut self, frames: &[Vec<u8>]) {
         for frame in frames {
             self.tx.lock().await.send(media(frame)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -195,7 +195,7 @@ pub async fn settled_call(
     call
 }
 
-fn count(messages: &[Value], event: &str) -> usize {
+pub fn count(messages: &[Value], event: &str) -> usize {
     messages.iter().filter(|m| m["event"] == event).count()
 }
 
