@@ -24,9 +24,9 @@ use std::io::{Cursor, Read, Seek};
 use std::panic::{self, AssertUnwindSafe};
 
 use pdf_extract::{Document, LoadOptions, MediaBox, OutputDev, OutputError, Transform};
-use serde::{Deserialize, Serialize};
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
+use serde::{Deserialize, Serialize};
 use zip::ZipArchive;
 use zip::result::ZipError;
 
@@ -1545,7 +1545,10 @@ mod tests {
             let id = 6 + level;
             objects.push(if level + 1 < depth {
                 stream_object(
-                    &format!("/Subtype /Form /Resources <</XObject <</X {} 0 R>>>>", id + 1),
+                    &format!(
+                        "/Subtype /Form /Resources <</XObject <</X {} 0 R>>>>",
+                        id + 1
+                    ),
                     "/X Do",
                 )
             } else {

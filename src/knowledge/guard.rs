@@ -173,7 +173,9 @@ pub fn unpack(stream: &Stream, limit: u64) -> Result<Vec<u8>, ExtractError> {
 /// zlib, or raw deflate after the two-byte header when zlib fails at once (as lopdf does).
 fn inflate(input: &[u8], limit: u64) -> Result<Vec<u8>, ExtractError> {
     let mut out = Vec::new();
-    let zlib = ZlibDecoder::new(input).take(limit + 1).read_to_end(&mut out);
+    let zlib = ZlibDecoder::new(input)
+        .take(limit + 1)
+        .read_to_end(&mut out);
     if zlib.is_err() && out.is_empty() && input.len() > 2 {
         let _ = DeflateDecoder::new(&input[2..])
             .take(limit + 1)
@@ -406,7 +408,9 @@ impl<'a> FormWalk<'a> {
                 if is_image(stream) {
                     return None;
                 }
-                let own = self.dictionary(stream.dict.get(b"Resources").ok()).is_some();
+                let own = self
+                    .dictionary(stream.dict.get(b"Resources").ok())
+                    .is_some();
                 Some(Node {
                     form,
                     scope: if own { Scope::Form(form) } else { scope },

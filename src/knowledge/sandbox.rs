@@ -110,7 +110,9 @@ impl Sandbox {
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(SandboxError::Spawn(io::Error::other("the child has no pipes")));
+            return Err(SandboxError::Spawn(io::Error::other(
+                "the child has no pipes",
+            )));
         };
         let max_output = self.max_output;
         let feed = async move {
@@ -342,8 +344,7 @@ mod tests {
             r#"/bin/cat >/dev/null
 printf '{"Err":{"Damaged":"%s %s %s %s %s"}}' "$(ulimit -v)" "$(ulimit -t)" "$(ulimit -c)" "$(ulimit -f)" "$(/usr/bin/env | /usr/bin/wc -l)""#,
         );
-        let Err(SandboxError::Document(ExtractError::Damaged(limits))) = run(&s, b"x").await
-        else {
+        let Err(SandboxError::Document(ExtractError::Damaged(limits))) = run(&s, b"x").await else {
             panic!("the script's answer");
         };
         // 1 GiB in KiB, 30 s, no core files, no files written; only RAYON_NUM_THREADS (and

@@ -135,7 +135,11 @@ impl Twilio {
     }
 
     /// Messages until `until` matches one; panics after `limit`.
-    pub async fn read_until(&mut self, limit: Duration, until: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub async fn read_until(
+        &mut self,
+        limit: Duration,
+        until: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
