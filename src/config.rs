@@ -866,6 +866,33 @@ mod tests {
     }
 
     #[test]
+    fn extraction_limits_are_read_from_their_section_and_checked() {
+        let dir = std::env::temp_dir().join(format!("cg-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("extraction.toml");
+        std::fs::write(&file, "[extraction]\nmemory_mib = 512\ntimeout_secs = 20\n").unwrap();
+        let load = |file: &PathBuf| {
+            Config::load(Overrides {
+                config_file: Some(file.clone()),
+                ..Default::default()
+            })
+        };
+        let extraction = load(&file).unwrap().extraction;
+        assert_eq!((extraction.memory_mib, extraction.timeout_secs), (512, 20));
+        assert_eq!((extraction.cpu_secs, extraction.max_output_mib), (30, 64));
+        assert_eq!(extraction.program, None);
+        std::fs::write(&file, "[extraction]\nmemory_mib = 16\n").unwrap();
+        assert!(matches!(
+            load(&file),
+            Err(ConfigError::Invalid {
+                setting: "extraction",
+                ..
+            })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn unknown_database_schemes_and_typos_are_refused() {
         let bad = Config::load(Overrides {
             database_url: Some(SecretString::from("mysql://x")),

@@ -1527,7 +1527,12 @@ mod tests {
         };
         assert_eq!(unpack(&deflate(1000), 1000).unwrap().len(), 1000);
         assert!(unpack(&deflate(1001), 1000).is_err());
-        assert!(MAX_STREAM_BYTES >= 64 * 1024 * 1024);
+        assert_eq!(
+            unpack(&deflate(70 << 20), MAX_STREAM_BYTES)
+                .unwrap_err()
+                .to_string(),
+            "the file could not be read safely: part of it unpacks to more than 64 MiB"
+        );
     }
 
     /// A one-page PDF whose text is drawn by the innermost of `depth` nested forms.
