@@ -1,7 +1,10 @@
 //! The knowledge base's speed on this machine (needs `./scripts/fetch-models`):
 //! - `knowledge/ingest`: a fixture document extracted, cut into passages (token counts with the
 //!   MiniLM tokenizer) and embedded in batches of 8, as the worker does; throughput in pages;
-//! - `knowledge/extract`: text extraction alone;
+//! - `knowledge/extract`: text extraction alone, in this process;
+//! - `knowledge/extract-in-child`: the same through the engine's child process
+//!   (`callgenius extract-document` under its limits), as the worker runs it: the difference is
+//!   what reading uploads in a child costs per document;
 //! - `knowledge/search`: one query against 10k and 100k passages (exhaustive cosine over the
 //!   in-memory matrix, top 5), over all of a tenant's documents and over one agent's two.
 
@@ -9,9 +12,11 @@ use std::collections::HashSet;
 use std::hint::black_box;
 use std::path::Path;
 
+use callgenius::config::ExtractionSettings;
 use callgenius::knowledge::chunk::{self, ChunkParams};
 use callgenius::knowledge::extract;
 use callgenius::knowledge::index::Matrix;
+use callgenius::knowledge::sandbox::Sandbox;
 use callgenius::models::Models;
 use callgenius::models::minilm::{DIMENSIONS, MiniLm};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -61,6 +66,29 @@ fn ingestion(c: &mut Criterion) {
         let pages = extract::extract(&bytes).unwrap().pages;
         group.throughput(Throughput::Elements(u64::from(pages)));
         group.bench_function(name, |b| b.iter(|| extract::extract(black_box(&bytes))));
+    }
+    group.finish();
+
+    let sandbox = Sandbox::new(&ExtractionSettings {
+        program: Some(env!("CARGO_BIN_EXE_callgenius").into()),
+        ..ExtractionSettings::default()
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("knowledge/extract-in-child");
+    group.sample_size(20);
+    for name in ["menu.pdf", "clinic-faq.docx"] {
+        let bytes = fixture(name);
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || bytes.clone(),
+                |bytes| runtime.block_on(sandbox.extract(bytes)).expect("extracted"),
+                criterion::BatchSize::SmallInput,
+            )
+        });
     }
     group.finish();
 }

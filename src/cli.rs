@@ -33,6 +33,10 @@ pub enum Command {
     /// Drive many real calls at once and report voice-to-voice latency, the engine's stages and
     /// the concurrency it sustains.
     Bench(BenchArgs),
+    /// Internal: read a PDF or DOCX on stdin and write its text blocks as JSON on stdout. The
+    /// engine runs this in a child process, under limits, for every uploaded document.
+    #[command(hide = true)]
+    ExtractDocument,
 }
 
 #[derive(Debug, Args)]

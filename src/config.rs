@@ -69,6 +69,37 @@ pub struct Config {
     /// Calls one engine process carries at once (streaming, over every business); more are
     /// refused like a business over its plan's limit.
     pub max_calls_per_node: u32,
+    /// The child process that reads uploaded documents, and its limits.
+    pub extraction: ExtractionSettings,
+}
+
+/// Uploaded documents are read by a child process of the engine's own binary
+/// (`callgenius extract-document`), held to these limits; a file that breaks one fails.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtractionSettings {
+    /// The program to run as `PROGRAM extract-document`; `None`: this process's executable.
+    pub program: Option<PathBuf>,
+    /// Address space the child may use (RLIMIT_AS and RLIMIT_DATA), in MiB.
+    pub memory_mib: u64,
+    /// CPU time the child may use (RLIMIT_CPU), in seconds.
+    pub cpu_secs: u64,
+    /// Wall-clock time before the engine kills the child, in seconds.
+    pub timeout_secs: u64,
+    /// The most extracted text (as JSON) read back from the child, in MiB.
+    pub max_output_mib: u64,
+}
+
+impl Default for ExtractionSettings {
+    fn default() -> Self {
+        Self {
+            program: None,
+            memory_mib: 1024,
+            cpu_secs: 30,
+            timeout_secs: 60,
+            max_output_mib: 64,
+        }
+    }
 }
 
 /// Engine processes sharing a database: each heartbeats; the calls of one silent for
@@ -457,6 +488,7 @@ impl Config {
             billing: BillingSettings::default(),
             nodes: NodeSettings::default(),
             max_calls_per_node: 16,
+            extraction: ExtractionSettings::default(),
         }
     }
 
@@ -545,6 +577,7 @@ struct FileConfig {
     billing: Option<BillingSettings>,
     nodes: Option<NodeSettings>,
     max_calls_per_node: Option<u32>,
+    extraction: Option<ExtractionSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -711,6 +744,7 @@ impl Config {
             max_calls_per_node: file
                 .max_calls_per_node
                 .unwrap_or(defaults.max_calls_per_node),
+            extraction: file.extraction.unwrap_or(defaults.extraction),
         };
         config.validate()?;
         Ok(config)
@@ -799,6 +833,13 @@ impl Config {
         }
         if self.max_calls_per_node == 0 {
             return Err(invalid("max_calls_per_node", "must be at least 1"));
+        }
+        let x = &self.extraction;
+        if x.memory_mib < 64 || x.cpu_secs == 0 || x.timeout_secs == 0 || x.max_output_mib == 0 {
+            return Err(invalid(
+                "extraction",
+                "memory_mib must be at least 64, cpu_secs, timeout_secs and max_output_mib at least 1",
+            ));
         }
         self.billing.validate()?;
         Ok(())
@@ -1031,6 +1072,33 @@ price_cents = 69900
             zero,
             Err(ConfigError::Invalid {
                 setting: "max_calls_per_node",
+                ..
+            })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn extraction_limits_are_read_from_their_section_and_checked() {
+        let dir = std::env::temp_dir().join(format!("cg-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("extraction.toml");
+        std::fs::write(&file, "[extraction]\nmemory_mib = 512\ntimeout_secs = 20\n").unwrap();
+        let load = |file: &PathBuf| {
+            Config::load(Overrides {
+                config_file: Some(file.clone()),
+                ..Default::default()
+            })
+        };
+        let extraction = load(&file).unwrap().extraction;
+        assert_eq!((extraction.memory_mib, extraction.timeout_secs), (512, 20));
+        assert_eq!((extraction.cpu_secs, extraction.max_output_mib), (30, 64));
+        assert_eq!(extraction.program, None);
+        std::fs::write(&file, "[extraction]\nmemory_mib = 16\n").unwrap();
+        assert!(matches!(
+            load(&file),
+            Err(ConfigError::Invalid {
+                setting: "extraction",
                 ..
             })
         ));

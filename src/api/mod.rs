@@ -177,7 +177,11 @@ impl AppState {
         );
         Self {
             billing: crate::billing::Billing::new(&config.billing, &telephony.public_url),
-            knowledge: crate::knowledge::KnowledgeBase::new(db.clone(), Arc::clone(&speech)),
+            knowledge: crate::knowledge::KnowledgeBase::new(
+                db.clone(),
+                Arc::clone(&speech),
+                &config.extraction,
+            ),
             webhooks,
             upload_limit: limits.max_upload_bytes,
             dialler,

@@ -12,17 +12,21 @@
 //! (resolved through `word/styles.xml`) and outline levels give headings, numbering gives list
 //! items, a table's first row names the values of each later row, and page breaks count pages.
 //!
-//! Everything here is blocking and CPU-bound: callers run it on a blocking thread. The parser
-//! crates run under `catch_unwind`, so a malformed file is an error, never a panic (the panic
-//! hook still logs it).
+//! Everything here is blocking and CPU-bound. The engine runs it only in a child process under
+//! limits ([`super::sandbox`]), since a stack overflow or a failed allocation aborts a process
+//! whatever `catch_unwind` does. Inside, the parser crates run under `catch_unwind`, so a
+//! malformed file is an error, never a panic (the panic hook still logs it), and a PDF is
+//! first checked by [`super::guard`] for streams that unpack without bound and drawings that
+//! recurse; a DOCX part is read through `take`, so a zip bomb stops at 64 MiB.
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read, Seek};
 use std::panic::{self, AssertUnwindSafe};
 
-use pdf_extract::{Document, MediaBox, OutputDev, OutputError, Transform};
+use pdf_extract::{Document, LoadOptions, MediaBox, OutputDev, OutputError, Transform};
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
+use serde::{Deserialize, Serialize};
 use zip::ZipArchive;
 use zip::result::ZipError;
 
@@ -40,7 +44,7 @@ const MAX_HEADING_CHARS: usize = 200;
 /// A vertical gap larger than this many font sizes between two lines starts a new block.
 const PARAGRAPH_GAP: f64 = 1.5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Format {
     Pdf,
     Docx,
@@ -57,7 +61,7 @@ impl Format {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlockKind {
     /// 1 (top) to 6.
     Heading(u8),
@@ -67,7 +71,7 @@ pub enum BlockKind {
     TableRow,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
     /// 1-based page the block starts on.
     pub page: u32,
@@ -76,7 +80,7 @@ pub struct Block {
     pub text: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Extracted {
     pub format: Format,
     pub pages: u32,
@@ -84,7 +88,7 @@ pub struct Extracted {
 }
 
 /// Why a document gave no text. `Display` is a sentence for the person who uploaded it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
 pub enum ExtractError {
     #[error("only PDF and DOCX files are supported")]
     Unsupported,
@@ -92,8 +96,11 @@ pub enum ExtractError {
     Encrypted,
     #[error("the file is damaged and could not be read ({0})")]
     Damaged(String),
-    #[error("the document is too large to read: part of it unpacks to more than 64 MiB")]
+    #[error("the file could not be read safely: part of it unpacks to more than 64 MiB")]
     TooLarge,
+    /// Built to exhaust the reader: unbounded unpacking, drawings that recurse.
+    #[error("the file could not be read safely: {0}")]
+    Unsafe(String),
     #[error(
         "no text was found: the document may be scanned images, and text recognition is not supported"
     )]
@@ -202,7 +209,11 @@ fn join_line(block: &mut String, line: &str) {
 
 fn extract_pdf(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     use pdf_extract::Error as PdfError;
-    let doc = match Document::load_mem(bytes) {
+    let options = LoadOptions {
+        filter: Some(super::guard::load_filter),
+        ..LoadOptions::default()
+    };
+    let doc = match Document::load_mem_with_options(bytes, options) {
         Ok(doc) => doc,
         Err(
             PdfError::Decryption(_)
@@ -220,6 +231,7 @@ fn extract_pdf(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     if page_numbers.is_empty() {
         return Err(ExtractError::Damaged("it has no pages".to_string()));
     }
+    super::guard::check(&doc)?;
 
     let mut pages = Vec::with_capacity(page_numbers.len());
     let mut failure = None;
@@ -520,7 +532,8 @@ fn extract_docx(bytes: &[u8]) -> Result<Extracted, ExtractError> {
 }
 
 /// One part of the package as text, or `None` if the package has no such part. The size the
-/// zip declares is checked first, then the read itself is capped, since the declaration can lie.
+/// zip declares is checked first, then the read itself is capped with `take`, since the
+/// declaration can lie (the zip reader also stops at the declared size).
 fn read_part<R: Read + Seek>(
     archive: &mut ZipArchive<R>,
     name: &str,
@@ -535,9 +548,15 @@ fn read_part<R: Read + Seek>(
         return Err(ExtractError::TooLarge);
     }
     let mut data = Vec::with_capacity(usize::try_from(file.size()).unwrap_or(0));
-    file.take(limit + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| ExtractError::Damaged(format!("{name}: {e}")))?;
+    file.take(limit + 1).read_to_end(&mut data).map_err(|e| {
+        // The zip reader stops a part at the size its headers declare: one that unpacks to
+        // more is a bomb hiding its size, not an accident.
+        if e.to_string().contains("larger than its declared") {
+            ExtractError::Unsafe("part of it unpacks to more than its headers declare".into())
+        } else {
+            ExtractError::Damaged(format!("{name}: {e}"))
+        }
+    })?;
     if data.len() as u64 > limit {
         return Err(ExtractError::TooLarge);
     }
@@ -1017,6 +1036,12 @@ mod tests {
     const NOTES: &[u8] = include_bytes!("../../fixtures/knowledge/notes.pdf");
     const ENCRYPTED: &[u8] = include_bytes!("../../fixtures/knowledge/encrypted.pdf");
     const SCANNED: &[u8] = include_bytes!("../../fixtures/knowledge/scanned.pdf");
+    const SELF_DRAWING: &[u8] = include_bytes!("../../fixtures/knowledge/self-drawing.pdf");
+    const NESTED_FORMS: &[u8] = include_bytes!("../../fixtures/knowledge/nested-forms.pdf");
+    const FLATE_BOMB: &[u8] = include_bytes!("../../fixtures/knowledge/flate-bomb.pdf");
+    const ZIP_BOMB: &[u8] = include_bytes!("../../fixtures/knowledge/zip-bomb.docx");
+    // xref-bomb.pdf is not read here: lopdf unpacks its 4 GiB before any check can run, so only
+    // the child process's memory limit stops it (tests/api/knowledge.rs).
 
     fn block<'a>(extracted: &'a Extracted, text: &str) -> &'a Block {
         extracted
@@ -1437,6 +1462,133 @@ mod tests {
             Some(4096)
         );
         assert_eq!(read_part(&mut archive, STYLES_PART, 4096).unwrap(), None);
+    }
+
+    fn unsafe_reason(bytes: &[u8]) -> String {
+        match extract(bytes) {
+            Err(ExtractError::Unsafe(reason)) => reason,
+            other => panic!("not refused as unsafe: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_form_that_draws_itself_is_refused_not_followed() {
+        assert_eq!(unsafe_reason(SELF_DRAWING), "a drawing in it draws itself");
+        assert_eq!(
+            extract(SELF_DRAWING).unwrap_err().to_string(),
+            "the file could not be read safely: a drawing in it draws itself"
+        );
+    }
+
+    #[test]
+    fn ten_thousand_nested_forms_are_refused_at_32() {
+        assert_eq!(
+            unsafe_reason(NESTED_FORMS),
+            "its drawings (form XObjects) are nested more than 32 deep"
+        );
+    }
+
+    #[test]
+    fn a_stream_inflating_to_gigabytes_is_refused_at_64_mib() {
+        assert_eq!(
+            unsafe_reason(FLATE_BOMB),
+            "part of it unpacks to more than 64 MiB"
+        );
+    }
+
+    #[test]
+    fn a_docx_part_that_lies_about_its_size_is_refused() {
+        // Its headers claim 4 KiB; the reader stops just past that.
+        assert_eq!(
+            extract(ZIP_BOMB).unwrap_err().to_string(),
+            "the file could not be read safely: part of it unpacks to more than its headers \
+             declare"
+        );
+    }
+
+    #[test]
+    fn guard_limits_hold_at_their_edges() {
+        use super::super::guard::{MAX_FORM_DEPTH, MAX_STREAM_BYTES, unpack};
+        use pdf_extract::{Dictionary, Object, Stream};
+
+        // A chain of exactly MAX_FORM_DEPTH forms is read; one more is refused.
+        for (depth, readable) in [(MAX_FORM_DEPTH, true), (MAX_FORM_DEPTH + 1, false)] {
+            let result = extract(&form_chain(depth));
+            assert_eq!(result.is_ok(), readable, "{depth}: {result:?}");
+        }
+        // Flate output is capped, and a stream within the cap unpacks whole.
+        let deflate = |len: usize| {
+            let mut encoder =
+                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(&vec![b' '; len]).unwrap();
+            let mut dict = Dictionary::new();
+            dict.set("Filter", Object::Name(b"FlateDecode".to_vec()));
+            Stream::new(dict, encoder.finish().unwrap())
+        };
+        assert_eq!(unpack(&deflate(1000), 1000).unwrap().len(), 1000);
+        assert!(unpack(&deflate(1001), 1000).is_err());
+        assert_eq!(
+            unpack(&deflate(70 << 20), MAX_STREAM_BYTES)
+                .unwrap_err()
+                .to_string(),
+            "the file could not be read safely: part of it unpacks to more than 64 MiB"
+        );
+    }
+
+    /// A one-page PDF whose text is drawn by the innermost of `depth` nested forms.
+    fn form_chain(depth: usize) -> Vec<u8> {
+        let mut objects: Vec<String> = vec![
+            "<</Type /Catalog /Pages 2 0 R>>".into(),
+            "<</Type /Pages /Kids [3 0 R] /Count 1>>".into(),
+            "<</Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R \
+             /Resources <</Font <</F1 5 0 R>> /XObject <</X 6 0 R>>>>>>"
+                .into(),
+            stream_object("", "/X Do"),
+            "<</Type /Font /Subtype /Type1 /BaseFont /Helvetica>>".into(),
+        ];
+        for level in 0..depth {
+            let id = 6 + level;
+            objects.push(if level + 1 < depth {
+                stream_object(
+                    &format!(
+                        "/Subtype /Form /Resources <</XObject <</X {} 0 R>>>>",
+                        id + 1
+                    ),
+                    "/X Do",
+                )
+            } else {
+                stream_object(
+                    "/Subtype /Form /Resources <</Font <</F1 5 0 R>>>>",
+                    "BT /F1 12 Tf 72 700 Td (Deep inside) Tj ET",
+                )
+            });
+        }
+        let mut pdf = b"%PDF-1.4\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, body) in objects.iter().enumerate() {
+            offsets.push(pdf.len());
+            pdf.extend(format!("{} 0 obj\n{body}\nendobj\n", i + 1).bytes());
+        }
+        let xref = pdf.len();
+        pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+        for offset in offsets {
+            pdf.extend(format!("{offset:010} 00000 n \n").bytes());
+        }
+        pdf.extend(
+            format!(
+                "trailer\n<</Size {} /Root 1 0 R>>\nstartxref\n{xref}\n%%EOF\n",
+                objects.len() + 1
+            )
+            .bytes(),
+        );
+        pdf
+    }
+
+    fn stream_object(entries: &str, content: &str) -> String {
+        format!(
+            "<<{entries} /Length {}>>\nstream\n{content}\nendstream",
+            content.len()
+        )
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //! agents search during calls.
 //!
 //! Upload stores the file and a `pending` document; the [`worker`] extracts its text
-//! ([`extract`]), cuts it into passages ([`chunk`]), embeds them with MiniLM on the inference
+//! ([`extract`], in a child process under limits: [`sandbox`], with [`guard`]'s checks of PDFs
+//! inside), cuts it into passages ([`chunk`]), embeds them with MiniLM on the inference
 //! pool and stores them; [`index`] searches them in memory. [`KnowledgeBase`] ties these to the
 //! database and the models for the API and for calls.
 
 pub mod chunk;
 pub mod extract;
+pub mod guard;
 pub mod index;
+pub mod sandbox;
 pub mod worker;
 
 use std::collections::HashSet;
@@ -53,15 +56,22 @@ pub struct KnowledgeBase {
     index: Arc<KnowledgeIndex>,
     /// Wakes the worker when a document is uploaded.
     wake: Arc<Notify>,
+    /// Reads documents in child processes.
+    sandbox: Arc<sandbox::Sandbox>,
 }
 
 impl KnowledgeBase {
-    pub fn new(db: Db, speech: Arc<SpeechModels>) -> Self {
+    pub fn new(
+        db: Db,
+        speech: Arc<SpeechModels>,
+        extraction: &crate::config::ExtractionSettings,
+    ) -> Self {
         Self {
             db,
             speech,
             index: Arc::new(KnowledgeIndex::new()),
             wake: Arc::new(Notify::new()),
+            sandbox: Arc::new(sandbox::Sandbox::new(extraction)),
         }
     }
 

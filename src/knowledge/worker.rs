@@ -5,13 +5,17 @@
 //! claimed again once the lease runs out, by this process after a restart or by another engine
 //! on the same PostgreSQL; after [`MAX_ATTEMPTS`] claims that never finished it is marked
 //! `failed`, so no document stays `processing` for ever. Every way a file can be unreadable ends
-//! in `failed` with a sentence that says why.
+//! in `failed` with a sentence that says why. Text is extracted in a child process
+//! ([`super::sandbox`]); a file that crashes it or breaks its limits fails at once and for good
+//! (it would do the same again), while a child that cannot be started leaves the document to
+//! be claimed again, like an engine that stopped.
 
 use std::time::Duration;
 
 use super::KnowledgeBase;
 use super::chunk::{self, ChunkParams};
-use super::extract::{self, Extracted};
+use super::extract;
+use super::sandbox::SandboxError;
 use crate::store::knowledge::{self as store, Claim, NewChunk};
 
 /// How long a claim holds without a heartbeat.
@@ -84,6 +88,14 @@ async fn process(kb: &KnowledgeBase, claim: Claim) {
             return;
         }
     };
+    let outcome = match outcome {
+        Ok(done) => Ok(done),
+        Err(Failure::Final(reason)) => Err(reason),
+        Err(Failure::Retry(reason)) => {
+            tracing::warn!(%reason, "knowledge worker: left for another attempt");
+            return;
+        }
+    };
     let stored = match outcome {
         Ok((pages, chunks)) => {
             let count = chunks.len();
@@ -111,16 +123,37 @@ async fn process(kb: &KnowledgeBase, claim: Claim) {
     }
 }
 
+/// Why a document was not processed.
+enum Failure {
+    /// The document fails with this sentence.
+    Final(String),
+    /// Not the document's fault (this machine could not start the reader): its lease lapses
+    /// and it is claimed again, counting towards [`MAX_ATTEMPTS`].
+    Retry(String),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure::Final(reason)
+    }
+}
+
 /// Extracts, chunks and embeds a document: its page count and passages, or why it failed.
-async fn passages(kb: &KnowledgeBase, claim: &Claim) -> Result<(i64, Vec<NewChunk>), String> {
+async fn passages(kb: &KnowledgeBase, claim: &Claim) -> Result<(i64, Vec<NewChunk>), Failure> {
     let bytes = store::bytes(&kb.db, claim.id)
         .await
         .map_err(|e| format!("the stored file could not be read: {e}"))?;
-    // Parsers of untrusted files run on a blocking thread; a panic there ends as an error.
-    let extracted: Extracted = tokio::task::spawn_blocking(move || extract::extract(&bytes))
-        .await
-        .map_err(|_| "the file could not be read: its structure is damaged".to_string())?
-        .map_err(|e| e.to_string())?;
+    // Untrusted files are parsed only in a child process under limits.
+    let extracted = match kb.sandbox.extract(bytes).await {
+        Ok(extracted) => extracted,
+        Err(error @ SandboxError::Document(_)) => return Err(Failure::Final(error.to_string())),
+        Err(SandboxError::Unsafe { reason }) => {
+            tracing::warn!(%reason, "document could not be read safely");
+            let error = SandboxError::Unsafe { reason };
+            return Err(Failure::Final(error.to_string()));
+        }
+        Err(error @ SandboxError::Spawn(_)) => return Err(Failure::Retry(error.to_string())),
+    };
     let models = kb
         .speech
         .get()
@@ -138,7 +171,7 @@ async fn passages(kb: &KnowledgeBase, claim: &Claim) -> Result<(i64, Vec<NewChun
     .await
     .map_err(|_| "the document's text could not be divided into passages".to_string())?;
     if chunks.is_empty() {
-        return Err(extract::ExtractError::NoText.to_string());
+        return Err(extract::ExtractError::NoText.to_string().into());
     }
     let mut out = Vec::with_capacity(chunks.len());
     for batch in chunks.chunks(EMBED_BATCH) {

@@ -82,6 +82,9 @@ pub async fn test_config(data_dir: &std::path::Path) -> Config {
     // business's concurrent-call limit until the sweep expires it); the call-limit tests set
     // their own small limits.
     config.billing.trial_max_concurrent_calls = 50;
+    // The engine runs inside this test binary, so its own executable is the test harness: the
+    // document reader's child process is the real `callgenius` binary.
+    config.extraction.program = Some(env!("CARGO_BIN_EXE_callgenius").into());
     config
 }
 

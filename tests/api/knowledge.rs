@@ -1,7 +1,8 @@
 //! The knowledge base over HTTP: uploads of the generated fixtures (fixtures/knowledge, made by
 //! fixtures/make-knowledge-fixtures), background processing to `ready` or `failed`, search,
 //! agent links through versions, tenant isolation, recovery of a document whose worker died,
-//! and a call in which the agent answers a price from the menu.
+//! a call in which the agent answers a price from the menu, and hostile files built to exhaust
+//! the reader (each fails alone while the engine, its other documents and a live call go on).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,15 +53,22 @@ async fn processed(app: &TestApp, token: &str, name: &str) -> Value {
     settle(app, token, r.body["id"].as_i64().unwrap()).await
 }
 
-/// The document once it is `ready` or `failed`.
+/// The document once it is `ready` or `failed`. Polls quickly for two seconds, then once a
+/// second, so that a slow document does not use up the token's request limit (120 a minute).
 async fn settle(app: &TestApp, token: &str, id: i64) -> Value {
-    for _ in 0..600 {
+    for poll in 0..200 {
         let r = app.get(&format!("/api/knowledge/{id}"), token).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            // Polled past the per-token limit while a loaded machine reads slowly.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         if matches!(r.body["status"].as_str(), Some("ready" | "failed")) {
             return r.body;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let pause = if poll < 20 { 100 } else { 1000 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     panic!("document {id} was never processed");
 }
@@ -695,4 +703,243 @@ async fn the_llm_is_given_the_passages_for_each_caller_turn() {
         .map(|l| l["text"].as_str().unwrap())
         .collect();
     assert!(said.contains(&"The pumpkin ravioli is $25.00."), "{said:?}");
+}
+
+/// The sentence every file that could not be read safely fails with.
+const UNSAFE: &str = "the file could not be read safely";
+
+/// Uploads a hostile fixture over HTTP and checks that it failed for good, once: `failed` with
+/// the safe-reading error (containing `detail`), one attempt, and still so a while later.
+async fn refused_safely(app: &TestApp, token: &str, name: &str, detail: &str) -> i64 {
+    let r = upload(app, token, name, &fixture(name)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    let doc = settle(app, token, id).await;
+    assert_eq!(doc["status"], "failed", "{name}: {doc}");
+    assert_eq!(doc["chunks"], 0, "{name}: {doc}");
+    let error = doc["error"].as_str().unwrap();
+    assert!(error.starts_with(UNSAFE), "{name}: {error}");
+    assert!(error.contains(detail), "{name}: {error}");
+    id
+}
+
+/// A failure that ends the attempt is final: the worker never claims the document again.
+async fn assert_tried_once(app: &TestApp, ids: &[i64]) {
+    let mut db = database(app).await;
+    for &id in ids {
+        let (status, attempts): (String, i64) =
+            sqlx::query_as("SELECT status, attempts FROM knowledge_documents WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+        assert_eq!((status.as_str(), attempts), ("failed", 1), "document {id}");
+    }
+}
+
+/// After a hostile file, the engine is alive and its worker still reads good documents.
+async fn still_serving(app: &TestApp, token: &str) {
+    let health = app.client.get(format!("{}/healthz", app.base)).send().await;
+    assert_eq!(health.unwrap().status(), StatusCode::OK);
+    let menu = processed(app, token, "menu.pdf").await;
+    assert_eq!(menu["status"], "ready", "{menu}");
+    assert_eq!(menu["chunks"], MENU_CHUNKS);
+    let hits = search(app, token, json!({ "query": "margherita", "top_k": 1 })).await;
+    assert!(hits[0]["text"].as_str().unwrap().contains("$18.50"));
+}
+
+#[tokio::test]
+async fn a_pdf_form_that_draws_itself_fails_safely_and_the_engine_goes_on() {
+    let app = spawn_app().await;
+    let s = app.register("owner@trattoria.example", "Trattoria").await;
+    let id = refused_safely(&app, &s.token, "self-drawing.pdf", "draws itself").await;
+    still_serving(&app, &s.token).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_tried_once(&app, &[id]).await;
+}
+
+#[tokio::test]
+async fn ten_thousand_nested_pdf_forms_fail_safely_and_the_engine_goes_on() {
+    let app = spawn_app().await;
+    let s = app.register("owner@trattoria.example", "Trattoria").await;
+    let id = refused_safely(
+        &app,
+        &s.token,
+        "nested-forms.pdf",
+        "nested more than 32 deep",
+    )
+    .await;
+    still_serving(&app, &s.token).await;
+    assert_tried_once(&app, &[id]).await;
+}
+
+#[tokio::test]
+async fn a_pdf_flate_bomb_fails_safely_and_the_engine_goes_on() {
+    let app = spawn_app().await;
+    let s = app.register("owner@trattoria.example", "Trattoria").await;
+    let id = refused_safely(&app, &s.token, "flate-bomb.pdf", "more than 64 MiB").await;
+    still_serving(&app, &s.token).await;
+    assert_tried_once(&app, &[id]).await;
+}
+
+/// How the child's limits end the cross-reference bomb: lopdf's reads meet the memory limit
+/// as a failed allocation, which the standard library reports as an error, so lopdf gives the
+/// file up as damaged; or the child uses up its CPU time first and is killed.
+const XREF_BOMB_ENDINGS: [&str; 2] = [
+    "the file could not be read safely: the reader crashed or went past its limits",
+    "the file is damaged and could not be read",
+];
+
+/// lopdf unpacks a cross-reference stream before anything can check it: 4 GiB allocated in
+/// the engine's process would take it (and this test binary, which hosts the engine) down.
+/// In the child, its memory and CPU limits stop it.
+#[tokio::test]
+async fn a_flate_bomb_in_the_cross_reference_stream_is_stopped_by_the_childs_limits() {
+    let app = spawn_app().await;
+    let s = app.register("owner@trattoria.example", "Trattoria").await;
+    let r = upload(&app, &s.token, "xref-bomb.pdf", &fixture("xref-bomb.pdf")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    let doc = settle(&app, &s.token, id).await;
+    assert_eq!(doc["status"], "failed", "{doc}");
+    let error = doc["error"].as_str().unwrap();
+    assert!(
+        XREF_BOMB_ENDINGS.iter().any(|e| error.starts_with(e)),
+        "{error}"
+    );
+    still_serving(&app, &s.token).await;
+    assert_tried_once(&app, &[id]).await;
+}
+
+#[tokio::test]
+async fn a_docx_zip_bomb_fails_safely_and_the_engine_goes_on() {
+    let app = spawn_app().await;
+    let s = app.register("owner@clinic.example", "Clinic").await;
+    let id = refused_safely(
+        &app,
+        &s.token,
+        "zip-bomb.docx",
+        "more than its headers declare",
+    )
+    .await;
+    let faq = processed(&app, &s.token, "clinic-faq.docx").await;
+    assert_eq!(faq["status"], "ready", "{faq}");
+    assert_eq!(faq["chunks"], FAQ_CHUNKS);
+    still_serving(&app, &s.token).await;
+    assert_tried_once(&app, &[id]).await;
+}
+
+/// A reader that cannot be started is this machine's problem, not the file's: the document is
+/// not failed, but left for another attempt once its lease lapses.
+#[tokio::test]
+async fn a_reader_that_cannot_start_does_not_fail_the_document() {
+    let app = spawn_app_with(|c| {
+        c.extraction.program = Some("/nonexistent/callgenius".into());
+    })
+    .await;
+    let s = app.register("owner@trattoria.example", "Trattoria").await;
+    let r = upload(&app, &s.token, "menu.pdf", &fixture("menu.pdf")).await;
+    let id = r.body["id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let doc = app
+        .get(&format!("/api/knowledge/{id}"), &s.token)
+        .await
+        .body;
+    assert_eq!(doc["status"], "processing", "{doc}");
+    assert!(doc["error"].is_null(), "{doc}");
+}
+
+/// Whether every document of the business has failed.
+async fn all_failed(app: &TestApp, token: &str) -> bool {
+    let list = app.get("/api/knowledge", token).await;
+    list.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["status"] == "failed")
+}
+
+/// A live call keeps talking while every hostile file is read: the agent answers the caller
+/// between uploads, while the documents are still being read, and after they have all failed.
+#[tokio::test]
+async fn a_live_call_keeps_talking_while_hostile_uploads_are_read() {
+    use crate::media::{Twilio, caller_frames, connect, count, settled_call, test_call};
+
+    /// The agent's next reply, from its first audio frame until it has been quiet for 2.5 s:
+    /// how many frames it sent.
+    async fn hear(twilio: &mut Twilio) -> usize {
+        let first = twilio
+            .read_until(Duration::from_secs(60), |m| m["event"] == "media")
+            .await;
+        let rest = twilio
+            .read_while_talking(Duration::from_millis(2500), Duration::from_secs(60))
+            .await;
+        count(&first, "media") + count(&rest, "media")
+    }
+
+    let app = spawn_app().await;
+    let s = app.register("owner@trattoria.example", "Trattoria").await;
+    let (call_id, url, token) = test_call(&app, &s).await;
+    let mut twilio = connect(&url, &token).await;
+    assert!(hear(&mut twilio).await > 50, "the greeting is heard");
+
+    let hostile = [
+        ("self-drawing.pdf", "draws itself"),
+        ("nested-forms.pdf", "nested more than 32 deep"),
+        ("flate-bomb.pdf", "more than 64 MiB"),
+        ("zip-bomb.docx", "more than its headers declare"),
+        ("xref-bomb.pdf", ""),
+    ];
+    let mut ids = Vec::new();
+    for (name, _) in hostile {
+        let r = upload(&app, &s.token, name, &fixture(name)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        ids.push(r.body["id"].as_i64().unwrap());
+    }
+
+    // The caller talks while the documents are read, and once more after.
+    let question = caller_frames("s3-piper-joe-8k-ulaw.wav", 500, 1200);
+    let mut answered_during = 0;
+    let mut turns = 1;
+    loop {
+        let done = all_failed(&app, &s.token).await;
+        twilio.send_audio(&question).await;
+        let frames = hear(&mut twilio).await;
+        turns += 1;
+        assert!(frames > 50, "turn {turns}: {frames} frames");
+        if done {
+            break;
+        }
+        answered_during += 1;
+        assert!(turns < 30, "the documents were never all read");
+    }
+    assert!(
+        answered_during >= 1,
+        "the agent answered while documents were read"
+    );
+
+    for (&id, (name, detail)) in ids.iter().zip(hostile) {
+        let doc = app
+            .get(&format!("/api/knowledge/{id}"), &s.token)
+            .await
+            .body;
+        let error = doc["error"].as_str().unwrap();
+        let expected = if name == "xref-bomb.pdf" {
+            XREF_BOMB_ENDINGS.iter().any(|e| error.starts_with(e))
+        } else {
+            error.starts_with(UNSAFE) && error.contains(detail)
+        };
+        assert!(expected, "{name}: {doc}");
+    }
+    assert_tried_once(&app, &ids).await;
+
+    twilio
+        .send(json!({ "event": "stop", "streamSid": "MZ1", "stop": { "callSid": "CAtest" } }))
+        .await;
+    twilio
+        .read_until(Duration::from_secs(10), |m| m["event"] == "close")
+        .await;
+    let call = settled_call(&app, &s, call_id, |c| c["status"] == "completed").await;
+    assert_eq!(call["status"], "completed", "{call}");
+    assert_eq!(call["turns"].as_array().unwrap().len(), turns, "{call}");
 }

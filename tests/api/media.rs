@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::helpers::{Session, TestApp, spawn_app};
 
 /// Caller audio as 20 ms µ-law frames: a fixture between stretches of silence.
-fn caller_frames(fixture: &str, lead_ms: usize, tail_ms: usize) -> Vec<Vec<u8>> {
+pub fn caller_frames(fixture: &str, lead_ms: usize, tail_ms: usize) -> Vec<Vec<u8>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/speech")
         .join(fixture);
@@ -45,7 +45,7 @@ pub(crate) struct Twilio {
     pub(crate) rx: mpsc::UnboundedReceiver<Value>,
 }
 
-async fn test_call(app: &TestApp, s: &Session) -> (i64, String, String) {
+pub async fn test_call(app: &TestApp, s: &Session) -> (i64, String, String) {
     let agent = app.create_agent(&s.token, "Reception").await;
     let r = app
         .post(
@@ -173,7 +173,7 @@ impl Twilio {
     }
 
     /// Streams frames faster than real time (a frame every 5 ms) so tests stay short.
-    async fn send_audio(&mut self, frames: &[Vec<u8>]) {
+    pub async fn send_audio(&mut self, frames: &[Vec<u8>]) {
         for frame in frames {
             self.tx.lock().await.send(media(frame)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -203,7 +203,7 @@ pub async fn settled_call(
     call
 }
 
-fn count(messages: &[Value], event: &str) -> usize {
+pub fn count(messages: &[Value], event: &str) -> usize {
     messages.iter().filter(|m| m["event"] == event).count()
 }
 
