@@ -80,6 +80,9 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The bearer token the engine's `/metrics` requires, if it requires one.
+    #[arg(long, env = "CALLGENIUS_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +211,12 @@ pub struct ServeArgs {
     /// Take client addresses from the last X-Forwarded-For entry (only behind one trusted proxy).
     #[arg(long, env = "CALLGENIUS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+    /// Bearer token that `GET /metrics` requires (open without one).
+    #[arg(long, env = "CALLGENIUS_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Let webhook endpoints point at loopback, private and other internal addresses.
+    #[arg(long, env = "CALLGENIUS_WEBHOOKS_ALLOW_PRIVATE_TARGETS")]
+    pub webhooks_allow_private_targets: bool,
 }
 
 impl ServeArgs {
@@ -235,6 +244,8 @@ impl ServeArgs {
             twilio_account_sid: self.twilio_account_sid,
             stripe_secret_key: self.stripe_secret_key.map(SecretString::from),
             stripe_webhook_secret: self.stripe_webhook_secret.map(SecretString::from),
+            metrics_token: self.metrics_token.map(SecretString::from),
+            webhooks_allow_private_targets: self.webhooks_allow_private_targets.then_some(true),
         }
     }
 }

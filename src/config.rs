@@ -60,6 +60,36 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// Plans, the trial, and the payment provider.
     pub billing: BillingSettings,
+    /// Connection and request time limits of the HTTP server.
+    pub http: HttpSettings,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<SecretString>,
+}
+
+/// The HTTP server's limits against slow or idle clients.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// How long a client has to send a request's headers (also how long an idle keep-alive
+    /// connection stays open).
+    pub header_read_timeout_ms: u64,
+    /// How long a request may take to be answered, its body included.
+    pub request_timeout_ms: u64,
+    /// The same for knowledge document uploads.
+    pub upload_timeout_ms: u64,
+    /// Connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            upload_timeout_ms: 300_000,
+            max_connections: 1_024,
+        }
+    }
 }
 
 /// The carrier numbers and outbound calls go through.
@@ -277,6 +307,11 @@ pub struct WebhookSettings {
     pub batch: u32,
     /// How often an idle worker looks for due deliveries.
     pub poll_ms: u64,
+    /// Deliveries one endpoint may have in flight at once (per worker).
+    pub endpoint_concurrency: u32,
+    /// Allow endpoints on loopback, private, link-local and other internal addresses (for
+    /// self-hosted set-ups); the engine's own address stays refused.
+    pub allow_private_targets: bool,
 }
 
 impl Default for WebhookSettings {
@@ -289,6 +324,8 @@ impl Default for WebhookSettings {
             lease_secs: 60,
             batch: 32,
             poll_ms: 500,
+            endpoint_concurrency: 8,
+            allow_private_targets: false,
         }
     }
 }
@@ -365,6 +402,8 @@ impl Config {
             dialler: DiallerSettings::default(),
             webhooks: WebhookSettings::default(),
             billing: BillingSettings::default(),
+            http: HttpSettings::default(),
+            metrics_token: None,
         }
     }
 
@@ -404,6 +443,8 @@ pub struct Overrides {
     pub twilio_account_sid: Option<String>,
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_webhook_secret: Option<SecretString>,
+    pub metrics_token: Option<SecretString>,
+    pub webhooks_allow_private_targets: Option<bool>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
@@ -443,6 +484,8 @@ struct FileConfig {
     dialler: Option<DiallerSettings>,
     webhooks: Option<WebhookSettings>,
     billing: Option<BillingSettings>,
+    http: Option<HttpSettings>,
+    metrics_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -571,7 +614,18 @@ impl Config {
             carrier: file.carrier.unwrap_or(defaults.carrier),
             sandbox: file.sandbox.unwrap_or(defaults.sandbox),
             dialler: file.dialler.unwrap_or(defaults.dialler),
-            webhooks: file.webhooks.unwrap_or(defaults.webhooks),
+            webhooks: {
+                let mut webhooks = file.webhooks.unwrap_or(defaults.webhooks);
+                if let Some(allow) = overrides.webhooks_allow_private_targets {
+                    webhooks.allow_private_targets = allow;
+                }
+                webhooks
+            },
+            http: file.http.unwrap_or(defaults.http),
+            metrics_token: overrides
+                .metrics_token
+                .or(file.metrics_token.map(SecretString::from))
+                .filter(|t| !t.expose_secret().is_empty()),
             billing: {
                 let mut billing = file.billing.unwrap_or(defaults.billing);
                 billing.stripe.api_url = billing.stripe.api_url.trim_end_matches('/').to_owned();
@@ -646,11 +700,25 @@ impl Config {
         if w.retry_hours < 24 {
             return Err(invalid("webhooks.retry_hours", "must be at least 24"));
         }
-        if w.timeout_ms == 0 || w.batch == 0 || w.poll_ms == 0 || w.retry_base_ms == 0 {
+        if w.timeout_ms == 0
+            || w.batch == 0
+            || w.poll_ms == 0
+            || w.retry_base_ms == 0
+            || w.endpoint_concurrency == 0
+        {
             return Err(invalid(
                 "webhooks",
-                "timeout_ms, batch, poll_ms and retry_base_ms must be at least 1",
+                "timeout_ms, batch, poll_ms, retry_base_ms and endpoint_concurrency must be at \
+                 least 1",
             ));
+        }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0
+            || h.request_timeout_ms == 0
+            || h.upload_timeout_ms == 0
+            || h.max_connections == 0
+        {
+            return Err(invalid("http", "every limit must be at least 1"));
         }
         if w.lease_secs * 1000 <= w.timeout_ms || w.retry_max_ms < w.retry_base_ms {
             return Err(invalid(

@@ -11,6 +11,7 @@ mod conversations;
 mod errors;
 mod helpers;
 mod history;
+mod http_edge;
 mod knowledge;
 mod llm_server;
 mod media;
