@@ -442,13 +442,7 @@ async fn dropped_frames(target: &Target) -> Option<u64> {
     if let Some(token) = &target.metrics_token {
         request = request.bearer_auth(token);
     }
-    let text = request
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = request.send().await.ok()?.text().await.ok()?;
     Some(
         text.lines()
             .filter(|l| l.starts_with("media_frames_dropped_total"))

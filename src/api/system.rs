@@ -121,7 +121,10 @@ fn same_token(given: &str, expected: &str) -> bool {
     use sha2::{Digest, Sha256};
     let a = Sha256::digest(given.as_bytes());
     let b = Sha256::digest(expected.as_bytes());
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// This API's OpenAPI 3.1 description.

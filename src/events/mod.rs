@@ -93,17 +93,27 @@ impl Webhooks {
         }
     }
 
+    fn lock_pinned(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, Vec<SocketAddr>), reqwest::Client>> {
+        self.pinned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The client that connects to `host` only at `addrs` (already checked).
     fn pinned_client(&self, host: &str, addrs: &[SocketAddr]) -> reqwest::Client {
-        let mut cache = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (host.to_ascii_lowercase(), addrs.to_vec());
-        if let Some(client) = cache.get(&key) {
+        let mut addrs = addrs.to_vec();
+        addrs.sort_unstable();
+        addrs.dedup();
+        let key = (host.to_ascii_lowercase(), addrs.clone());
+        if let Some(client) = self.lock_pinned().get(&key) {
             return client.clone();
         }
+        // Built outside the lock (it loads the TLS roots).
+        let client = client(&self.settings, Some((host, &addrs)));
+        let mut cache = self.lock_pinned();
         if cache.len() >= CLIENT_CACHE {
             cache.clear();
         }
-        let client = client(&self.settings, Some((host, addrs)));
         cache.insert(key, client.clone());
         client
     }
@@ -113,7 +123,8 @@ impl Webhooks {
     /// refused address fails the attempt without a request.
     pub async fn send(&self, url: &str, event_id: &str, body: String, secrets: &[&str]) -> Sent {
         let started = Instant::now();
-        let elapsed = |started: Instant| i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let elapsed =
+            |started: Instant| i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let resolved = match target::resolve(url, &self.policy).await {
             Ok(resolved) => resolved,
             Err(error) => {
@@ -192,7 +203,9 @@ impl Webhooks {
             Err(TargetError::Refused(Refused::Engine { .. })) => {
                 Err("must not point at this engine".into())
             }
-            Err(TargetError::Refused(refused)) => Err(format!("must not point at an internal address: {refused}")),
+            Err(TargetError::Refused(refused)) => {
+                Err(format!("must not point at an internal address: {refused}"))
+            }
             Err(other) => Err(other.to_string()),
         }
     }
@@ -295,7 +308,11 @@ mod tests {
         );
         assert!(open.check_url("http://127.0.0.1:8081/hook").await.is_ok());
         assert!(open.check_url("http://localhost:8080/").await.is_err());
-        assert!(open.check_url("http://[::ffff:127.0.0.1]:8080/").await.is_err());
+        assert!(
+            open.check_url("http://[::ffff:127.0.0.1]:8080/")
+                .await
+                .is_err()
+        );
         for (url, why) in [
             ("ftp://example.com/", "http"),
             ("https://user:pw@example.com/", "credentials"),

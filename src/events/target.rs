@@ -70,7 +70,8 @@ impl TargetPolicy {
         ip == engine
             || ip.is_loopback()
             || ip.is_unspecified()
-            || (engine.is_unspecified() && std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
+            || (engine.is_unspecified()
+                && std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
     }
 }
 
@@ -119,7 +120,11 @@ pub async fn resolve(raw: &str, policy: &TargetPolicy) -> Result<Resolved, Targe
     let url = parse(raw)?;
     let port = url.port_or_known_default().unwrap_or(80);
     let (host, is_name, addrs) = match url.host() {
-        Some(url::Host::Ipv4(ip)) => (ip.to_string(), false, vec![SocketAddr::new(ip.into(), port)]),
+        Some(url::Host::Ipv4(ip)) => (
+            ip.to_string(),
+            false,
+            vec![SocketAddr::new(ip.into(), port)],
+        ),
         Some(url::Host::Ipv6(ip)) => (
             format!("[{ip}]"),
             false,
@@ -128,8 +133,7 @@ pub async fn resolve(raw: &str, policy: &TargetPolicy) -> Result<Resolved, Targe
         Some(url::Host::Domain(name)) => {
             let name = name.to_owned();
             let lookup = tokio::net::lookup_host((name.clone(), port));
-            let addrs: Vec<SocketAddr> = match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await
-            {
+            let addrs: Vec<SocketAddr> = match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
                 Ok(Ok(addrs)) => addrs.collect(),
                 _ => Vec::new(),
             };
@@ -183,12 +187,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = v6.segments();
-    let low = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible, deprecated; not :: or ::1).
         [0, 0, 0, 0, 0, 0xffff, _, _] => Some(low),
@@ -411,7 +410,9 @@ mod tests {
                 "{url}: {error}"
             );
         }
-        let public = resolve("http://93.184.216.34:8443/x", &strict).await.unwrap();
+        let public = resolve("http://93.184.216.34:8443/x", &strict)
+            .await
+            .unwrap();
         assert_eq!(public.addrs, vec!["93.184.216.34:8443".parse().unwrap()]);
         assert!(!public.is_name);
     }

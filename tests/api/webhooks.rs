@@ -747,7 +747,12 @@ fn strict_engine(c: &mut Config) {
 async fn endpoints_on_internal_addresses_are_refused_at_creation() {
     let app = spawn_app_with(strict_engine).await;
     let receiver = Receiver::start().await;
-    let port = receiver.url.rsplit(':').next().unwrap().trim_end_matches("/hook");
+    let port = receiver
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook");
     let s = app.register("owner@clinic.example", "Clinic").await;
     for url in [
         receiver.url.clone(),
@@ -799,7 +804,12 @@ async fn endpoints_on_internal_addresses_are_refused_at_creation() {
 async fn deliveries_and_pings_to_an_address_that_is_now_internal_are_refused() {
     let app = spawn_app_with(strict_engine).await;
     let receiver = Receiver::start().await;
-    let port = receiver.url.rsplit(':').next().unwrap().trim_end_matches("/hook");
+    let port = receiver
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook");
     let s = app.register("owner@clinic.example", "Clinic").await;
     let agent = app.create_agent(&s.token, "Reception").await;
     let db = database(&app.database_url).await;
@@ -876,10 +886,22 @@ async fn a_test_ping_reports_the_status_and_nothing_the_receiver_answered() {
         .post(&format!("/api/webhooks/{id}/test"), &s.token, json!({}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let keys: HashSet<&str> = r.body.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: HashSet<&str> = r
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys,
-        HashSet::from(["event_id", "delivered", "status_code", "latency_ms", "error"])
+        HashSet::from([
+            "event_id",
+            "delivered",
+            "status_code",
+            "latency_ms",
+            "error"
+        ])
     );
     assert_eq!(r.body["delivered"], false);
     assert_eq!(r.body["status_code"], 302);
@@ -893,6 +915,14 @@ async fn a_test_ping_reports_the_status_and_nothing_the_receiver_answered() {
     assert_eq!(r.body["delivered"], true, "{}", r.body);
     assert_eq!(r.body["status_code"], 200);
     assert!(r.body["error"].is_null());
+    // A name is resolved by the engine and the request pinned to the checked addresses.
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let (named, _) = register_webhook(&app, &s, json!({ "url": by_name })).await;
+    let r = app
+        .post(&format!("/api/webhooks/{named}/test"), &s.token, json!({}))
+        .await;
+    assert_eq!(r.body["delivered"], true, "{}", r.body);
+    assert_eq!(receiver.accepted().len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
