@@ -32,6 +32,9 @@ pub const PING: &str = "ping";
 /// cache starts again.
 const CLIENT_CACHE: usize = 256;
 
+/// Clients by (host, the addresses it resolved to and which were checked).
+type PinnedClients = HashMap<(String, Vec<SocketAddr>), reqwest::Client>;
+
 /// What the engine needs to send webhooks; cheap to clone.
 #[derive(Clone)]
 pub struct Webhooks {
@@ -40,7 +43,7 @@ pub struct Webhooks {
     /// For address literals: connects to the address in the URL, resolves nothing.
     http: reqwest::Client,
     /// For names: one client per (host, checked addresses), which connects only to those.
-    pinned: Arc<Mutex<HashMap<(String, Vec<SocketAddr>), reqwest::Client>>>,
+    pinned: Arc<Mutex<PinnedClients>>,
     /// This process's name on the leases it takes.
     pub(crate) owner: Arc<str>,
     /// Which destinations are allowed; the engine's own address never is.
@@ -93,9 +96,7 @@ impl Webhooks {
         }
     }
 
-    fn lock_pinned(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, Vec<SocketAddr>), reqwest::Client>> {
+    fn lock_pinned(&self) -> std::sync::MutexGuard<'_, PinnedClients> {
         self.pinned.lock().unwrap_or_else(|p| p.into_inner())
     }
 

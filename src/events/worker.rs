@@ -6,7 +6,7 @@
 //! Nothing is held in memory that the database does not also hold, so a restart loses nothing:
 //! a delivery leased by a process that died is claimed again once its lease lapses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,8 +17,14 @@ use tokio::task::JoinSet;
 use super::{Webhooks, next_retry};
 use crate::store::webhooks::{self as store, Claimed, Outcome};
 
-/// Deliveries in flight per endpoint.
-type InFlight = Arc<Mutex<HashMap<i64, usize>>>;
+/// Deliveries in flight: how many per endpoint, and which.
+#[derive(Default)]
+struct Sending {
+    per_endpoint: HashMap<i64, usize>,
+    deliveries: HashSet<i64>,
+}
+
+type InFlight = Arc<Mutex<Sending>>;
 
 /// Delivers until the application stops (dropping this future stops the sends in flight; their
 /// leases are released by [`release`] or lapse).
@@ -33,33 +39,40 @@ pub async fn run(webhooks: Webhooks) {
         let free = slots.saturating_sub(tasks.len());
         let mut claimed = 0;
         if free > 0 {
-            let busy = in_flight.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            match claim(&webhooks, free, &busy, per_endpoint).await {
+            let (busy, sending) = {
+                let now = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                (
+                    now.per_endpoint.clone(),
+                    now.deliveries.iter().copied().collect::<Vec<_>>(),
+                )
+            };
+            match claim(&webhooks, free, &busy, &sending, per_endpoint).await {
                 Ok(batch) => {
                     claimed = batch.len();
                     for delivery in batch {
-                        *in_flight
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(delivery.endpoint_id)
-                            .or_insert(0) += 1;
+                        {
+                            let mut now = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                            *now.per_endpoint.entry(delivery.endpoint_id).or_insert(0) += 1;
+                            now.deliveries.insert(delivery.id);
+                        }
                         let webhooks = webhooks.clone();
                         let in_flight = Arc::clone(&in_flight);
                         tasks.spawn(async move {
                             let outcome = attempt(&webhooks, &delivery).await;
                             if let Err(error) =
-                                store::record(&webhooks.db, &webhooks.owner, &[outcome.clone()])
+                                store::record(&webhooks.db, &webhooks.owner, std::slice::from_ref(&outcome))
                                     .await
                             {
                                 tracing::warn!(%error, delivery = delivery.id,
                                     "could not record a webhook attempt; it is retried when its lease lapses");
                             }
                             count(std::slice::from_ref(&outcome));
-                            let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                            if let Some(n) = map.get_mut(&delivery.endpoint_id) {
+                            let mut now = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                            now.deliveries.remove(&delivery.id);
+                            if let Some(n) = now.per_endpoint.get_mut(&delivery.endpoint_id) {
                                 *n -= 1;
                                 if *n == 0 {
-                                    map.remove(&delivery.endpoint_id);
+                                    now.per_endpoint.remove(&delivery.endpoint_id);
                                 }
                             }
                         });
@@ -85,6 +98,7 @@ async fn claim(
     webhooks: &Webhooks,
     limit: usize,
     in_flight: &HashMap<i64, usize>,
+    sending: &[i64],
     per_endpoint: usize,
 ) -> Result<Vec<Claimed>, crate::store::StoreError> {
     let lease = chrono::Duration::seconds(webhooks.settings.lease_secs as i64);
@@ -94,6 +108,7 @@ async fn claim(
         Utc::now() + lease,
         i64::try_from(limit).unwrap_or(i64::MAX),
         in_flight,
+        sending,
         per_endpoint,
     )
     .await
@@ -111,7 +126,7 @@ fn count(outcomes: &[Outcome]) {
 /// concurrently, records the outcomes together. Returns how many were sent.
 pub async fn deliver_due(webhooks: &Webhooks) -> Result<usize, crate::store::StoreError> {
     let batch = webhooks.settings.batch as usize;
-    let claimed = claim(webhooks, batch, &HashMap::new(), batch).await?;
+    let claimed = claim(webhooks, batch, &HashMap::new(), &[], batch).await?;
     if claimed.is_empty() {
         return Ok(0);
     }

@@ -370,13 +370,15 @@ impl Claimed {
 /// Leases up to `limit` due deliveries to `owner` until `until`: pending, due, not leased, of an
 /// enabled endpoint, and first in line for their endpoint and order key; no endpoint gets more
 /// than `per_endpoint` counting the `in_flight` ones (endpoint id → deliveries this worker is
-/// sending). On PostgreSQL, rows another process is claiming are skipped.
+/// sending), and none of the deliveries in `sending` is taken. On PostgreSQL, rows another
+/// process is claiming are skipped.
 pub async fn claim(
     db: &Db,
     owner: &str,
     until: DateTime<Utc>,
     limit: i64,
     in_flight: &HashMap<i64, usize>,
+    sending: &[i64],
     per_endpoint: usize,
 ) -> StoreResult<Vec<Claimed>> {
     let stamp_now = now();
@@ -393,11 +395,17 @@ pub async fn claim(
         .filter(|(_, n)| **n >= per_endpoint)
         .map(|(id, _)| id.to_string())
         .collect();
-    let exclude = if full.is_empty() {
+    let mut exclude = if full.is_empty() {
         String::new()
     } else {
         format!(" AND d.endpoint_id NOT IN ({})", full.join(","))
     };
+    // A delivery this worker is still sending (or recording) is not taken again even if its
+    // lease lapsed meanwhile.
+    if !sending.is_empty() {
+        let ids: Vec<String> = sending.iter().map(i64::to_string).collect();
+        exclude.push_str(&format!(" AND d.id NOT IN ({})", ids.join(",")));
+    }
     let mut tx = db.begin_write().await?;
     let candidates: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT d.id, d.endpoint_id FROM webhook_deliveries d \
