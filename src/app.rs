@@ -57,6 +57,7 @@ pub struct Application {
     preload_models: bool,
     node: NodeId,
     nodes: NodeSettings,
+    http: crate::config::HttpSettings,
 }
 
 impl Application {
@@ -121,6 +122,7 @@ impl Application {
             preload_models: config.preload_models,
             node,
             nodes: config.nodes,
+            http: config.http.clone(),
         })
     }
 
@@ -150,6 +152,7 @@ impl Application {
             preload_models,
             node,
             nodes,
+            http,
             ..
         } = self;
         // Calls whose after-call work was cut short by a stop are finished now.
@@ -172,11 +175,7 @@ impl Application {
                 }
             });
         }
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown);
+        let server = serve(listener, router, http, shutdown);
         let maintenance = maintenance(state.clone(), node, nodes);
         let knowledge = crate::knowledge::worker::run(state.knowledge.clone());
         let dialler = state.dialler.clone().run();
@@ -212,6 +211,107 @@ impl Application {
         state.db.close().await;
         tracing::info!("database pool closed");
         outcome
+    }
+}
+
+/// The first bytes of an HTTP/2 connection with prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and waits for
+/// the connections' requests in flight to finish (upgraded websockets are the calls' own).
+///
+/// At most `max_connections` connections are served at once; past that the listener is not
+/// read, so further clients wait in the kernel's queue. A client has `header_read_timeout_ms` to
+/// send a request's headers, from connecting and between requests on a kept-alive connection;
+/// one that dawdles is disconnected. The request timeouts are [`crate::api`]'s.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: crate::config::HttpSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(header_timeout))
+        .keep_alive_timeout(header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let (stream, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(%error, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                router.clone().oneshot(req)
+            },
+        );
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _slot = slot;
+            // Until the protocol is known the connection is not hyper's, whose header timeout
+            // would not yet run: a client that sends nothing is dropped here.
+            if !tokio::time::timeout(header_timeout, protocol_known(&stream))
+                .await
+                .unwrap_or(false)
+            {
+                return;
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%remote, error = %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Waits until the first bytes tell HTTP/1 from HTTP/2 (they differ from the HTTP/2 preface, or
+/// are all of it). `false` when the client closes first.
+async fn protocol_known(stream: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 24];
+    loop {
+        match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n >= H2_PREFACE.len() || buf[..n] != H2_PREFACE[..n] => return true,
+            // A partial preface: wait for more (peek returns at once while data is queued).
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
     }
 }
 

@@ -42,6 +42,8 @@ pub struct BenchPlan {
     pub utterances: Vec<wav::Audio>,
     /// How long the caller waits after the agent stops before speaking again.
     pub pause: Duration,
+    /// The bearer token the engine's `/metrics` requires, if any.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +216,7 @@ struct Target {
     agent: i64,
     pid: Option<u32>,
     http: reqwest::Client,
+    metrics_token: Option<String>,
     _spawned: Option<Spawned>,
 }
 
@@ -326,6 +329,7 @@ async fn prepare(plan: &BenchPlan) -> Result<Target, BenchError> {
         agent,
         pid,
         http,
+        metrics_token: plan.metrics_token.clone(),
         _spawned: spawned,
     })
 }
@@ -435,15 +439,11 @@ fn sample_process(pid: u32) -> Option<(f64, f64, usize)> {
 
 /// The engine's `media_frames_dropped_total`, if it exposes it.
 async fn dropped_frames(target: &Target) -> Option<u64> {
-    let text = target
-        .http
-        .get(format!("{}/metrics", target.base))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let mut request = target.http.get(format!("{}/metrics", target.base));
+    if let Some(token) = &target.metrics_token {
+        request = request.bearer_auth(token);
+    }
+    let text = request.send().await.ok()?.text().await.ok()?;
     Some(
         text.lines()
             .filter(|l| l.starts_with("media_frames_dropped_total"))

@@ -84,6 +84,9 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The bearer token the engine's `/metrics` requires, if it requires one.
+    #[arg(long, env = "CALLGENIUS_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +227,12 @@ pub struct ServeArgs {
     /// Answer-webhook requests a minute allowed per client address.
     #[arg(long, env = "CALLGENIUS_CARRIER_WEBHOOK_RATE_LIMIT_PER_MINUTE")]
     pub carrier_webhook_rate_limit_per_minute: Option<u32>,
+    /// Bearer token that `GET /metrics` requires (open without one).
+    #[arg(long, env = "CALLGENIUS_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Let webhook endpoints point at loopback, private and other internal addresses.
+    #[arg(long, env = "CALLGENIUS_WEBHOOKS_ALLOW_PRIVATE_TARGETS")]
+    pub webhooks_allow_private_targets: bool,
 }
 
 impl ServeArgs {
@@ -255,6 +264,8 @@ impl ServeArgs {
             plivo_auth_token: self.plivo_auth_token.map(SecretString::from),
             insecure_carrier_webhooks: self.insecure_carrier_webhooks.then_some(true),
             carrier_webhook_requests_per_minute: self.carrier_webhook_rate_limit_per_minute,
+            metrics_token: self.metrics_token.map(SecretString::from),
+            webhooks_allow_private_targets: self.webhooks_allow_private_targets.then_some(true),
         }
     }
 }

@@ -157,6 +157,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         mode,
         utterances,
         pause: Duration::from_millis(args.pause_ms),
+        metrics_token: args.metrics_token.clone(),
     };
     let run = bench::run(plan, |step| {
         eprintln!(

@@ -71,6 +71,36 @@ pub struct Config {
     pub max_calls_per_node: u32,
     /// The child process that reads uploaded documents, and its limits.
     pub extraction: ExtractionSettings,
+    /// Connection and request time limits of the HTTP server.
+    pub http: HttpSettings,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<SecretString>,
+}
+
+/// The HTTP server's limits against slow or idle clients.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// How long a client has to send a request's headers (also how long an idle keep-alive
+    /// connection stays open).
+    pub header_read_timeout_ms: u64,
+    /// How long a request may take to be answered, its body included.
+    pub request_timeout_ms: u64,
+    /// The same for knowledge document uploads.
+    pub upload_timeout_ms: u64,
+    /// Connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            upload_timeout_ms: 300_000,
+            max_connections: 1_024,
+        }
+    }
 }
 
 /// Uploaded documents are read by a child process of the engine's own binary
@@ -397,6 +427,11 @@ pub struct WebhookSettings {
     pub batch: u32,
     /// How often an idle worker looks for due deliveries.
     pub poll_ms: u64,
+    /// Deliveries one endpoint may have in flight at once (per worker).
+    pub endpoint_concurrency: u32,
+    /// Allow endpoints on loopback, private, link-local and other internal addresses (for
+    /// self-hosted set-ups); the engine's own address stays refused.
+    pub allow_private_targets: bool,
 }
 
 impl Default for WebhookSettings {
@@ -409,6 +444,8 @@ impl Default for WebhookSettings {
             lease_secs: 60,
             batch: 32,
             poll_ms: 500,
+            endpoint_concurrency: 8,
+            allow_private_targets: false,
         }
     }
 }
@@ -489,6 +526,8 @@ impl Config {
             nodes: NodeSettings::default(),
             max_calls_per_node: 16,
             extraction: ExtractionSettings::default(),
+            http: HttpSettings::default(),
+            metrics_token: None,
         }
     }
 
@@ -532,6 +571,8 @@ pub struct Overrides {
     pub plivo_auth_token: Option<SecretString>,
     pub insecure_carrier_webhooks: Option<bool>,
     pub carrier_webhook_requests_per_minute: Option<u32>,
+    pub metrics_token: Option<SecretString>,
+    pub webhooks_allow_private_targets: Option<bool>,
 }
 
 /// The optional TOML file. Every key is optional; unknown keys are an error so typos surface.
@@ -578,6 +619,8 @@ struct FileConfig {
     nodes: Option<NodeSettings>,
     max_calls_per_node: Option<u32>,
     extraction: Option<ExtractionSettings>,
+    http: Option<HttpSettings>,
+    metrics_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -728,7 +771,18 @@ impl Config {
             carrier: file.carrier.unwrap_or(defaults.carrier),
             sandbox: file.sandbox.unwrap_or(defaults.sandbox),
             dialler: file.dialler.unwrap_or(defaults.dialler),
-            webhooks: file.webhooks.unwrap_or(defaults.webhooks),
+            webhooks: {
+                let mut webhooks = file.webhooks.unwrap_or(defaults.webhooks);
+                if let Some(allow) = overrides.webhooks_allow_private_targets {
+                    webhooks.allow_private_targets = allow;
+                }
+                webhooks
+            },
+            http: file.http.unwrap_or(defaults.http),
+            metrics_token: overrides
+                .metrics_token
+                .or(file.metrics_token.map(SecretString::from))
+                .filter(|t| !t.expose_secret().is_empty()),
             billing: {
                 let mut billing = file.billing.unwrap_or(defaults.billing);
                 billing.stripe.api_url = billing.stripe.api_url.trim_end_matches('/').to_owned();
@@ -809,11 +863,25 @@ impl Config {
         if w.retry_hours < 24 {
             return Err(invalid("webhooks.retry_hours", "must be at least 24"));
         }
-        if w.timeout_ms == 0 || w.batch == 0 || w.poll_ms == 0 || w.retry_base_ms == 0 {
+        if w.timeout_ms == 0
+            || w.batch == 0
+            || w.poll_ms == 0
+            || w.retry_base_ms == 0
+            || w.endpoint_concurrency == 0
+        {
             return Err(invalid(
                 "webhooks",
-                "timeout_ms, batch, poll_ms and retry_base_ms must be at least 1",
+                "timeout_ms, batch, poll_ms, retry_base_ms and endpoint_concurrency must be at \
+                 least 1",
             ));
+        }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0
+            || h.request_timeout_ms == 0
+            || h.upload_timeout_ms == 0
+            || h.max_connections == 0
+        {
+            return Err(invalid("http", "every limit must be at least 1"));
         }
         if w.lease_secs * 1000 <= w.timeout_ms || w.retry_max_ms < w.retry_base_ms {
             return Err(invalid(

@@ -54,6 +54,38 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Path prefixes whose next segment is a secret (a bearer credential in the path).
+const SECRET_PATH_SEGMENTS: &[&str] = &["/billing/checkout/"];
+
+/// A request URI as logs may show it: every query value replaced (queries carry stream tokens,
+/// recording signatures and their expiry) and secret path segments (checkout tokens) hidden.
+/// Parameter names stay, so a log still tells which kind of URL it was.
+pub fn redact_uri(uri: &axum::http::Uri) -> String {
+    let mut path = uri.path().to_owned();
+    for prefix in SECRET_PATH_SEGMENTS {
+        if let Some(rest) = path.strip_prefix(prefix)
+            && !rest.is_empty()
+        {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            path = format!("{prefix}[redacted]{tail}");
+        }
+    }
+    match uri.query() {
+        None => path,
+        Some(query) => {
+            let names: Vec<String> = query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| {
+                    let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+                    format!("{name}=[redacted]")
+                })
+                .collect();
+            format!("{path}?{}", names.join("&"))
+        }
+    }
+}
+
 /// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -75,5 +107,38 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("received SIGINT, shutting down"),
         () = terminate => tracing::info!("received SIGTERM, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_uri;
+
+    #[test]
+    fn tokens_and_signatures_never_reach_a_logged_uri() {
+        for (uri, shown) in [
+            (
+                "/media/twilio?token=eyJhbGciOi.secret-part",
+                "/media/twilio?token=[redacted]",
+            ),
+            (
+                "/recordings/call-7.mp3?sig=abcdef0123&expires=1765000000",
+                "/recordings/call-7.mp3?sig=[redacted]&expires=[redacted]",
+            ),
+            (
+                "/billing/checkout/cs_secret_token",
+                "/billing/checkout/[redacted]",
+            ),
+            (
+                "/billing/checkout/cs_secret_token/confirm?x=1",
+                "/billing/checkout/[redacted]/confirm?x=[redacted]",
+            ),
+            ("/api/calls?page=2", "/api/calls?page=[redacted]"),
+            ("/api/agents/7", "/api/agents/7"),
+            ("/billing/checkout/", "/billing/checkout/"),
+        ] {
+            let uri: axum::http::Uri = uri.parse().unwrap();
+            assert_eq!(redact_uri(&uri), shown);
+        }
     }
 }

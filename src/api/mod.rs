@@ -1,8 +1,9 @@
 //! The REST API: axum routes only. Handlers parse and authorise, call services, and map errors
 //! through [`error::ApiError`].
 //!
-//! A request passes, outermost first: request id → tracing span → observation (metrics, 5xx
-//! cause logging) → panic catcher → body limit → routing → for `/api/*` routes, authentication
+//! A request passes, outermost first: request id → tracing span (its URI redacted) →
+//! observation (metrics, 5xx cause logging) → deadline (408 past the request timeout) → panic
+//! catcher → body limit → routing → for `/api/*` routes, authentication
 //! and the per-token rate limit ([`auth::authenticate`]) → the handler.
 
 pub mod agents;
@@ -75,6 +76,10 @@ pub struct AppState {
     pub webhooks: crate::events::Webhooks,
     /// Plans, the trial, and the payment provider.
     pub billing: crate::billing::Billing,
+    /// The bearer token `GET /metrics` requires, if any.
+    pub metrics_token: Option<Arc<SecretString>>,
+    /// Request time limits ([`deadline`]).
+    pub http: Arc<crate::config::HttpSettings>,
 }
 
 /// What call set-up needs: stream tokens, the live calls, the public address, carrier secrets.
@@ -194,6 +199,8 @@ impl AppState {
             telephony,
             media,
             metrics: crate::telemetry::metrics_handle(),
+            metrics_token: config.metrics_token.clone().map(Arc::new),
+            http: Arc::new(config.http.clone()),
         }
     }
 }
@@ -341,10 +348,12 @@ pub fn router(state: AppState, limits: &Limits) -> Router {
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                    let uri = crate::telemetry::redact_uri(req.uri());
+                    tracing::info_span!("request", method = %req.method(), uri = %uri, request_id = %id)
                 }))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(observe))
+                .layer(middleware::from_fn_with_state(Arc::clone(&state.http), deadline))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
         )
@@ -372,6 +381,39 @@ async fn observe(req: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(elapsed);
     response
+}
+
+/// Answers 408 when a request is not answered in time: its body included, `request_timeout_ms`
+/// (`upload_timeout_ms` for a knowledge upload). A websocket upgrade is answered at once, and the
+/// stream it opens is not a request: calls are not cut off.
+async fn deadline(
+    axum::extract::State(limits): axum::extract::State<Arc<crate::config::HttpSettings>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let upload = req.method() == axum::http::Method::POST && req.uri().path() == "/api/knowledge";
+    let ms = if upload {
+        limits.upload_timeout_ms
+    } else {
+        limits.request_timeout_ms
+    };
+    match tokio::time::timeout(std::time::Duration::from_millis(ms), next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let body = error::ErrorBody {
+                message: format!("the request was not completed within {ms} ms"),
+                errors: None,
+            };
+            let mut response =
+                (axum::http::StatusCode::REQUEST_TIMEOUT, Json(body)).into_response();
+            // The body may be half read: the connection cannot carry another request.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {

@@ -79,12 +79,33 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
     }))
 }
 
-/// Request counts and latencies by route, in the Prometheus text format.
+/// Request counts and latencies by route, in the Prometheus text format. When the engine has a
+/// metrics token, only a request bearing it is answered.
 #[utoipa::path(
     get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
+        (status = 401, description = "A metrics token is configured and was not given", body = ErrorBody),
+    )
 )]
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(expected) = &state.metrics_token {
+        use secrecy::ExposeSecret;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same_token(given, expected.expose_secret()) {
+            let mut response =
+                ApiError::Unauthorized("missing or invalid metrics token").into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -93,6 +114,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Compares two tokens in time that does not depend on where they differ (their SHA-256 digests).
+fn same_token(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let a = Sha256::digest(given.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// This API's OpenAPI 3.1 description.

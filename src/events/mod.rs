@@ -9,32 +9,46 @@
 //! exponential back-off and jitter until the retry window closes.
 
 pub mod signature;
+pub mod target;
 pub mod worker;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use crate::config::WebhookSettings;
 use crate::store::Db;
+use target::{Refused, TargetError, TargetPolicy};
 
 pub use worker::run;
 
 /// The event type of a test request (`POST /api/webhooks/{id}/test`); never stored.
 pub const PING: &str = "ping";
 
+/// Clients kept for named hosts (each pinned to the addresses checked); past this many the
+/// cache starts again.
+const CLIENT_CACHE: usize = 256;
+
+/// Clients by (host, the addresses it resolved to and which were checked).
+type PinnedClients = HashMap<(String, Vec<SocketAddr>), reqwest::Client>;
+
 /// What the engine needs to send webhooks; cheap to clone.
 #[derive(Clone)]
 pub struct Webhooks {
     pub(crate) db: Db,
     pub(crate) settings: Arc<WebhookSettings>,
+    /// For address literals: connects to the address in the URL, resolves nothing.
     http: reqwest::Client,
+    /// For names: one client per (host, checked addresses), which connects only to those.
+    pinned: Arc<Mutex<PinnedClients>>,
     /// This process's name on the leases it takes.
     pub(crate) owner: Arc<str>,
-    /// The engine's own listening address and public URL: a webhook must not point at them.
-    engine: SocketAddr,
+    /// Which destinations are allowed; the engine's own address never is.
+    policy: TargetPolicy,
+    /// The engine's public URL: a webhook must not point at it.
     public_url: Arc<str>,
 }
 
@@ -53,52 +67,103 @@ impl Sent {
     }
 }
 
+/// A resolver for clients that must never resolve a name themselves: every name they reach is
+/// pinned to checked addresses, so a lookup here means a name slipped past the checks.
+struct NoLookup;
+
+impl reqwest::dns::Resolve for NoLookup {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let name = name.as_str().to_owned();
+        Box::pin(async move {
+            Err(format!("{name} was not resolved and checked before connecting").into())
+        })
+    }
+}
+
 impl Webhooks {
     pub fn new(db: Db, settings: &WebhookSettings, engine: SocketAddr, public_url: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.timeout_ms))
-            .connect_timeout(Duration::from_millis(settings.timeout_ms.min(5_000)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("CallGenius-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
         Self {
             db,
+            http: client(settings, None),
+            pinned: Arc::new(Mutex::new(HashMap::new())),
             settings: Arc::new(settings.clone()),
-            http,
             owner: Arc::from(format!("webhooks-{}", uuid::Uuid::new_v4())),
-            engine,
+            policy: TargetPolicy {
+                allow_private: settings.allow_private_targets,
+                engine,
+            },
             public_url: Arc::from(public_url.trim_end_matches('/')),
         }
     }
 
-    /// POSTs `body` to `url`, signed with `secrets` at the current time.
+    fn lock_pinned(&self) -> std::sync::MutexGuard<'_, PinnedClients> {
+        self.pinned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client that connects to `host` only at `addrs` (already checked).
+    fn pinned_client(&self, host: &str, addrs: &[SocketAddr]) -> reqwest::Client {
+        let mut addrs = addrs.to_vec();
+        addrs.sort_unstable();
+        addrs.dedup();
+        let key = (host.to_ascii_lowercase(), addrs.clone());
+        if let Some(client) = self.lock_pinned().get(&key) {
+            return client.clone();
+        }
+        // Built outside the lock (it loads the TLS roots).
+        let client = client(&self.settings, Some((host, &addrs)));
+        let mut cache = self.lock_pinned();
+        if cache.len() >= CLIENT_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, client.clone());
+        client
+    }
+
+    /// POSTs `body` to `url`, signed with `secrets` at the current time. The host is resolved
+    /// once and every address checked; the request goes only to the addresses checked. A
+    /// refused address fails the attempt without a request.
     pub async fn send(&self, url: &str, event_id: &str, body: String, secrets: &[&str]) -> Sent {
-        let signed = signature::sign(secrets, Utc::now().timestamp(), body.as_bytes());
         let started = Instant::now();
-        let result = self
-            .http
-            .post(url)
+        let elapsed =
+            |started: Instant| i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let resolved = match target::resolve(url, &self.policy).await {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                return Sent {
+                    status_code: None,
+                    latency_ms: elapsed(started),
+                    error: Some(match error {
+                        TargetError::Refused(refused) => format!("refused: {refused}"),
+                        other => other.to_string(),
+                    }),
+                };
+            }
+        };
+        let http = if resolved.is_name {
+            self.pinned_client(&resolved.host, &resolved.addrs)
+        } else {
+            self.http.clone()
+        };
+        let signed = signature::sign(secrets, Utc::now().timestamp(), body.as_bytes());
+        let result = http
+            .post(resolved.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(signature::HEADER, signed)
             .header("x-callgenius-event-id", event_id)
             .body(body)
             .send()
             .await;
-        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let latency_ms = elapsed(started);
         match result {
             Ok(response) => {
                 let status = response.status();
+                // Nothing of the answer but its status is kept: its headers and body are the
+                // receiver's, not something to show back.
                 let error = if status.is_success() {
                     None
                 } else if status.is_redirection() {
-                    let to = response
-                        .headers()
-                        .get(reqwest::header::LOCATION)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("elsewhere");
                     Some(format!(
-                        "HTTP {}: redirect to {to} not followed",
+                        "HTTP {}: redirects are not followed",
                         status.as_u16()
                     ))
                 } else {
@@ -119,18 +184,12 @@ impl Webhooks {
     }
 
     /// Why `url` cannot be a webhook endpoint, if it cannot: only http(s) URLs with a host and no
-    /// credentials, which do not lead back to this engine.
+    /// credentials, which lead neither back to this engine nor (unless private targets are
+    /// allowed) to an internal address. A name that does not resolve now is accepted: it may
+    /// later, and every delivery checks it again.
     pub async fn check_url(&self, raw: &str) -> Result<reqwest::Url, String> {
-        let url = reqwest::Url::parse(raw).map_err(|_| "must be an absolute http(s) URL")?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("must be an http:// or https:// URL".into());
-        }
-        let Some(host) = url.host_str().map(str::to_owned) else {
-            return Err("must name a host".into());
-        };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("must not contain credentials".into());
-        }
+        let url = target::parse(raw).map_err(|e| e.to_string())?;
+        let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
         if let Ok(public) = reqwest::Url::parse(&self.public_url)
             && public
@@ -140,32 +199,33 @@ impl Webhooks {
         {
             return Err("must not point at this engine".into());
         }
-        // A name that does not resolve now may later; delivery retries cover that.
-        let lookup = tokio::net::lookup_host((host.trim_matches(['[', ']']), port));
-        if let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(2), lookup).await {
-            for addr in addrs {
-                if self.is_engine(addr) {
-                    return Err("must not point at this engine".into());
-                }
+        match target::resolve(raw, &self.policy).await {
+            Ok(_) | Err(TargetError::Unresolved(_)) => Ok(url),
+            Err(TargetError::Refused(Refused::Engine { .. })) => {
+                Err("must not point at this engine".into())
             }
+            Err(TargetError::Refused(refused)) => {
+                Err(format!("must not point at an internal address: {refused}"))
+            }
+            Err(other) => Err(other.to_string()),
         }
-        Ok(url)
     }
+}
 
-    /// Whether `addr` reaches this engine's listener: its port on its own address, on loopback,
-    /// or (when it listens on every interface) on any address of this machine, which is one a
-    /// socket can be bound to.
-    fn is_engine(&self, addr: SocketAddr) -> bool {
-        if addr.port() != self.engine.port() {
-            return false;
-        }
-        let ip = addr.ip();
-        ip == self.engine.ip()
-            || ip.is_loopback()
-            || ip.is_unspecified()
-            || (self.engine.ip().is_unspecified()
-                && std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
+/// A webhook client: no redirects, no proxy (it would connect instead of us), and no name
+/// resolution of its own; `pin` sends one host's requests to its checked addresses.
+fn client(settings: &WebhookSettings, pin: Option<(&str, &[SocketAddr])>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_millis(settings.timeout_ms))
+        .connect_timeout(Duration::from_millis(settings.timeout_ms.min(5_000)))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(NoLookup))
+        .user_agent(concat!("CallGenius-Webhooks/", env!("CARGO_PKG_VERSION")));
+    if let Some((host, addrs)) = pin {
+        builder = builder.resolve_to_addrs(host, addrs);
     }
+    builder.build().unwrap_or_default()
 }
 
 /// A transport error in a few words, without the URL (it is shown beside the delivery).
@@ -231,12 +291,29 @@ mod tests {
             assert!(everywhere.check_url(url).await.is_err(), "{url}");
         }
         for url in [
-            "http://127.0.0.1:8081/hook",
             "https://voice.example.com:8443/",
-            "http://192.0.2.10:8080/",
+            "http://93.184.216.34:8080/",
         ] {
             assert!(everywhere.check_url(url).await.is_ok(), "{url}");
         }
+        // With private targets allowed, loopback on another port is a receiver; on the
+        // engine's port it is still the engine.
+        let open = Webhooks::new(
+            db.clone(),
+            &WebhookSettings {
+                allow_private_targets: true,
+                ..WebhookSettings::default()
+            },
+            "0.0.0.0:8080".parse().unwrap(),
+            "https://voice.example.com",
+        );
+        assert!(open.check_url("http://127.0.0.1:8081/hook").await.is_ok());
+        assert!(open.check_url("http://localhost:8080/").await.is_err());
+        assert!(
+            open.check_url("http://[::ffff:127.0.0.1]:8080/")
+                .await
+                .is_err()
+        );
         for (url, why) in [
             ("ftp://example.com/", "http"),
             ("https://user:pw@example.com/", "credentials"),

@@ -4,6 +4,8 @@
 //! endpoint shares its order key, so a receiver sees each call's events in order, even across
 //! retries and processes.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
@@ -326,6 +328,7 @@ pub async fn redeliver(db: &Db, tenant: TenantId, endpoint: i64, id: i64) -> Sto
 #[derive(Debug, Clone, FromRow)]
 pub struct Claimed {
     pub id: i64,
+    pub endpoint_id: i64,
     pub attempts: i64,
     pub created_at: String,
     pub tenant_id: i64,
@@ -365,13 +368,18 @@ impl Claimed {
 }
 
 /// Leases up to `limit` due deliveries to `owner` until `until`: pending, due, not leased, of an
-/// enabled endpoint, and first in line for their endpoint and order key. On PostgreSQL, rows
-/// another process is claiming are skipped.
+/// enabled endpoint, and first in line for their endpoint and order key; no endpoint gets more
+/// than `per_endpoint` counting the `in_flight` ones (endpoint id → deliveries this worker is
+/// sending), and none of the deliveries in `sending` is taken. On PostgreSQL, rows another
+/// process is claiming are skipped.
 pub async fn claim(
     db: &Db,
     owner: &str,
     until: DateTime<Utc>,
     limit: i64,
+    in_flight: &HashMap<i64, usize>,
+    sending: &[i64],
+    per_endpoint: usize,
 ) -> StoreResult<Vec<Claimed>> {
     let stamp_now = now();
     let skip = if db.backend() == Backend::Postgres {
@@ -379,21 +387,53 @@ pub async fn claim(
     } else {
         ""
     };
+    // Endpoints with every slot in flight are left out; the others are given at most their free
+    // slots, from a few more candidates than `limit` so that one busy endpoint's backlog does
+    // not hide the rest.
+    let full: Vec<String> = in_flight
+        .iter()
+        .filter(|(_, n)| **n >= per_endpoint)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    let mut exclude = if full.is_empty() {
+        String::new()
+    } else {
+        format!(" AND d.endpoint_id NOT IN ({})", full.join(","))
+    };
+    // A delivery this worker is still sending (or recording) is not taken again even if its
+    // lease lapsed meanwhile.
+    if !sending.is_empty() {
+        let ids: Vec<String> = sending.iter().map(i64::to_string).collect();
+        exclude.push_str(&format!(" AND d.id NOT IN ({})", ids.join(",")));
+    }
     let mut tx = db.begin_write().await?;
-    let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT d.id FROM webhook_deliveries d \
+    let candidates: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT d.id, d.endpoint_id FROM webhook_deliveries d \
             JOIN webhook_endpoints e ON e.id = d.endpoint_id \
          WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-            AND (d.lease_until IS NULL OR d.lease_until < $1) AND e.enabled = 1 \
+            AND (d.lease_until IS NULL OR d.lease_until < $1) AND e.enabled = 1{exclude} \
             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
                 WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key \
                     AND p.status = 'pending' AND p.id < d.id) \
          ORDER BY d.next_attempt_at, d.id LIMIT $2{skip}"
     )))
     .bind(&stamp_now)
-    .bind(limit)
+    .bind(limit.saturating_mul(4).min(1_000))
     .fetch_all(&mut *tx)
     .await?;
+    let mut taken: HashMap<i64, usize> = HashMap::new();
+    let mut ids = Vec::new();
+    for (id, endpoint) in candidates {
+        if ids.len() as i64 >= limit {
+            break;
+        }
+        let busy = in_flight.get(&endpoint).copied().unwrap_or(0);
+        let count = taken.entry(endpoint).or_insert(0);
+        if busy + *count < per_endpoint {
+            *count += 1;
+            ids.push(id);
+        }
+    }
     if ids.is_empty() {
         tx.commit().await?;
         return Ok(Vec::new());
@@ -407,7 +447,7 @@ pub async fn claim(
     .execute(&mut *tx)
     .await?;
     let claimed = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT d.id, d.attempts, d.created_at, d.tenant_id, e.url, e.secret, e.previous_secret, \
+        "SELECT d.id, d.endpoint_id, d.attempts, d.created_at, d.tenant_id, e.url, e.secret, e.previous_secret, \
             e.previous_secret_expires_at, o.event_id, o.type, o.payload, \
             o.created_at AS event_created_at \
          FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \

@@ -263,7 +263,8 @@ async fn check_booked_call(app: &TestApp, s: &Session, report: &CallReport, star
 /// engine. The browser protocol gets the other conversation.)
 #[tokio::test]
 async fn a_caller_books_with_the_embedded_responder_over_vonage() {
-    let app = spawn_ready_app_with(|_| {}).await;
+    // The webhook receiver listens on loopback.
+    let app = spawn_ready_app_with(|c| c.webhooks.allow_private_targets = true).await;
     let (s, agent) = dental(&app, "us@example.com").await;
     let receiver = Receiver::start().await;
     let r = app

@@ -13,6 +13,7 @@ mod conversations;
 mod errors;
 mod helpers;
 mod history;
+mod http_edge;
 mod knowledge;
 mod limits;
 mod llm_server;

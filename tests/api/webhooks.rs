@@ -27,7 +27,8 @@ const CALL_EVENTS: [&str; 3] = ["call.started", "call.ended", "call.transcript_r
 /// Quick retries for tests: 100 ms doubling to 400 ms. The timeout stays generous (3 s): a
 /// receiver that accepted a request the engine then gave up on would get it again, which is
 /// at-least-once delivery working as designed, not what these tests are about; on a loaded
-/// machine a short timeout would make that happen.
+/// machine a short timeout would make that happen. The receivers listen on loopback, so private
+/// targets are allowed (the attack tests below run without).
 fn fast() -> WebhookSettings {
     WebhookSettings {
         timeout_ms: 3_000,
@@ -37,6 +38,8 @@ fn fast() -> WebhookSettings {
         lease_secs: 4,
         batch: 32,
         poll_ms: 50,
+        endpoint_concurrency: 8,
+        allow_private_targets: true,
     }
 }
 
@@ -665,7 +668,8 @@ async fn redirects_are_not_followed_disabled_endpoints_get_nothing_and_redeliver
 
 /// Fast webhook retries for engine processes (see [`fast`]).
 const FAST_WEBHOOKS: &str = "webhook_requests_per_minute = 100000\n[webhooks]\ntimeout_ms = 3000\n\
-     retry_base_ms = 100\nretry_max_ms = 400\nlease_secs = 4\npoll_ms = 50\n";
+     retry_base_ms = 100\nretry_max_ms = 400\nlease_secs = 4\npoll_ms = 50\n\
+     allow_private_targets = true\n";
 
 #[tokio::test]
 async fn an_engine_killed_mid_retry_is_replaced_and_no_event_is_lost_or_sent_twice() {
@@ -728,4 +732,257 @@ async fn two_engines_on_one_database_share_deliveries_without_sending_one_twice(
         elapsed.as_secs_f64(),
         receiver.received().len()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks never reach inside the network
+
+/// The engine as deployed: private targets not allowed.
+fn strict_engine(c: &mut Config) {
+    fast_engine(c);
+    c.webhooks.allow_private_targets = false;
+}
+
+#[tokio::test]
+async fn endpoints_on_internal_addresses_are_refused_at_creation() {
+    let app = spawn_app_with(strict_engine).await;
+    let receiver = Receiver::start().await;
+    let port = receiver
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook");
+    let s = app.register("owner@clinic.example", "Clinic").await;
+    for url in [
+        receiver.url.clone(),
+        format!("http://localhost:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        format!("http://[::1]:{port}/hook"),
+        format!("http://2130706433:{port}/hook"),
+        format!("http://0x7f.1:{port}/hook"),
+        format!("http://0177.0.0.1:{port}/hook"),
+        "http://10.0.0.1/hook".into(),
+        "http://192.168.1.10:8080/hook".into(),
+        "http://172.20.0.5/hook".into(),
+        "http://169.254.169.254/latest/meta-data/".into(),
+        "http://100.64.0.1/hook".into(),
+        "http://0.0.0.0:9/hook".into(),
+        "http://[fd00::1]/hook".into(),
+        "http://[fe80::1]/hook".into(),
+        "http://[64:ff9b::a9fe:a9fe]/hook".into(),
+        "http://[2002:a00:1::1]/hook".into(),
+        "http://224.0.0.1/hook".into(),
+    ] {
+        let r = app
+            .post("/api/webhooks", &s.token, json!({ "url": url }))
+            .await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        let message = r.body["errors"]["url"][0].as_str().unwrap_or_default();
+        assert!(message.contains("internal address"), "{url}: {}", r.body);
+    }
+    // A public address is accepted, and an update cannot move it inside.
+    let (id, _) = register_webhook(&app, &s, json!({ "url": "https://93.184.216.34/hook" })).await;
+    let r = app
+        .patch(
+            &format!("/api/webhooks/{id}"),
+            &s.token,
+            json!({ "url": "http://169.254.169.254/latest/meta-data/" }),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body["errors"]["url"].is_array(), "{}", r.body);
+    let one = app.get(&format!("/api/webhooks/{id}"), &s.token).await;
+    assert_eq!(one.body["url"], "https://93.184.216.34/hook");
+    assert!(receiver.received().is_empty());
+}
+
+/// An endpoint whose name resolved to a public address when it was registered and to an
+/// internal one now (DNS rebinding), or one stored before these checks: every delivery resolves
+/// the host again, and the attempt fails without a request.
+#[tokio::test]
+async fn deliveries_and_pings_to_an_address_that_is_now_internal_are_refused() {
+    let app = spawn_app_with(strict_engine).await;
+    let receiver = Receiver::start().await;
+    let port = receiver
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook");
+    let s = app.register("owner@clinic.example", "Clinic").await;
+    let agent = app.create_agent(&s.token, "Reception").await;
+    let db = database(&app.database_url).await;
+    let mut ids = Vec::new();
+    for url in [
+        format!("http://localhost:{port}/hook"),
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+    ] {
+        // Past the API's check, as a rebound name would be.
+        let row = callgenius::store::webhooks::create_endpoint(
+            &db,
+            TenantId(s.tenant_id),
+            callgenius::store::webhooks::NewEndpoint {
+                url: &url,
+                events: &["call.started".to_owned()],
+                description: None,
+                secret: "whsec_0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab",
+            },
+        )
+        .await
+        .unwrap();
+        ids.push(row.id);
+    }
+    start_call(&db, s.tenant_id, agent).await;
+    for id in &ids {
+        let until = Instant::now() + Duration::from_secs(20);
+        let delivery = loop {
+            let r = app
+                .get(&format!("/api/webhooks/{id}/deliveries"), &s.token)
+                .await;
+            let delivery = r.body["data"][0].clone();
+            if delivery["attempts"].as_i64().unwrap_or(0) >= 2 {
+                break delivery;
+            }
+            assert!(Instant::now() < until, "no attempts: {}", r.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(delivery["status"], "pending", "{delivery}");
+        let attempt = &delivery["attempt_log"][0];
+        assert!(attempt["status_code"].is_null(), "{delivery}");
+        let error = attempt["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("refused: ") && error.contains("internal addresses"),
+            "{error}"
+        );
+        // The test ping is refused the same way.
+        let r = app
+            .post(&format!("/api/webhooks/{id}/test"), &s.token, json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["delivered"], false);
+        assert!(r.body["status_code"].is_null());
+        assert!(
+            r.body["error"].as_str().unwrap().starts_with("refused: "),
+            "{}",
+            r.body
+        );
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "a request reached the internal receiver"
+    );
+}
+
+#[tokio::test]
+async fn a_test_ping_reports_the_status_and_nothing_the_receiver_answered() {
+    let app = spawn_app_with(fast_engine).await;
+    let receiver = Receiver::start().await;
+    let s = app.register("owner@clinic.example", "Clinic").await;
+    let (id, _) = register_webhook(&app, &s, json!({ "url": receiver.url })).await;
+    receiver.set_mode(Mode::Redirect);
+    let r = app
+        .post(&format!("/api/webhooks/{id}/test"), &s.token, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let keys: HashSet<&str> = r
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        HashSet::from([
+            "event_id",
+            "delivered",
+            "status_code",
+            "latency_ms",
+            "error"
+        ])
+    );
+    assert_eq!(r.body["delivered"], false);
+    assert_eq!(r.body["status_code"], 302);
+    // The redirect's Location (a header of the receiver's answer) is not echoed.
+    assert_eq!(r.body["error"], "HTTP 302: redirects are not followed");
+    assert_eq!(receiver.redirected_to(), 0);
+    receiver.set_mode(Mode::Accept);
+    let r = app
+        .post(&format!("/api/webhooks/{id}/test"), &s.token, json!({}))
+        .await;
+    assert_eq!(r.body["delivered"], true, "{}", r.body);
+    assert_eq!(r.body["status_code"], 200);
+    assert!(r.body["error"].is_null());
+    // A name is resolved by the engine and the request pinned to the checked addresses.
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let (named, _) = register_webhook(&app, &s, json!({ "url": by_name })).await;
+    let r = app
+        .post(&format!("/api/webhooks/{named}/test"), &s.token, json!({}))
+        .await;
+    assert_eq!(r.body["delivered"], true, "{}", r.body);
+    assert_eq!(receiver.accepted().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One slow endpoint never delays another business
+
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_delay_another_business() {
+    let app = spawn_app_with(fast_engine).await;
+    let slow = Receiver::start().await;
+    slow.set_mode(Mode::Hang(Duration::from_secs(5)));
+    let prompt = Receiver::start().await;
+    let a = app.register("owner@slow.example", "Slow").await;
+    let b = app.register("owner@prompt.example", "Prompt").await;
+    let a_agent = app.create_agent(&a.token, "Reception").await;
+    let b_agent = app.create_agent(&b.token, "Reception").await;
+    let (a_hook, _) = register_webhook(&app, &a, json!({ "url": slow.url })).await;
+    let (_, b_secret) = register_webhook(&app, &b, json!({ "url": prompt.url })).await;
+    let db = database(&app.database_url).await;
+
+    // Business A's receiver hangs (the engine gives up after 3 s)...
+    interleaved_calls(&db, a.tenant_id, a_agent, 3).await;
+    slow.wait_received(3, Duration::from_secs(10)).await;
+    // ...while business B's events, each call's three in order (each waits for the one before it
+    // to be recorded), all arrive before any of A's attempts has ended.
+    interleaved_calls(&db, b.tenant_id, b_agent, 2).await;
+    let expected = outbox_ids(&db, b.tenant_id).await;
+    prompt.wait_accepted(6, Duration::from_secs(20)).await;
+    let r = app
+        .get(&format!("/api/webhooks/{a_hook}/deliveries"), &a.token)
+        .await;
+    let attempted: Vec<i64> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["attempts"].as_i64().unwrap())
+        .collect();
+    assert!(
+        attempted.iter().all(|n| *n == 0),
+        "B's deliveries waited for A's to time out: A's attempts {attempted:?}"
+    );
+    check_exactly_once_in_order(&prompt.accepted(), &b_secret, &expected);
+    // A's attempts are then recorded as timeouts.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = app
+            .get(&format!("/api/webhooks/{a_hook}/deliveries"), &a.token)
+            .await;
+        if let Some(attempt) = r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|d| d["attempt_log"].as_array().and_then(|l| l.first()).cloned())
+        {
+            assert!(
+                attempt["error"].as_str().unwrap().starts_with("timed out"),
+                "{attempt}"
+            );
+            break;
+        }
+        assert!(Instant::now() < until, "A's attempts never recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
