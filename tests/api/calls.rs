@@ -3,7 +3,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with, spawn_ready_app_with};
 
 async fn twilio_voice(
     app: &TestApp,
@@ -286,7 +286,7 @@ async fn the_vonage_answer_webhook_returns_an_ncco_that_streams_to_the_agent() {
 /// answered, the agent's audio recorded as the caller heard it.
 async fn simulate(carrier: callgenius::simulator::SimCarrier) {
     use callgenius::simulator::{CallPlan, SimCarrier};
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let s = app.register("sim@example.com", "Sim").await;
     let agent = app.create_agent(&s.token, "Reception").await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::carrier_signing as signing;
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_ready_app_with};
 use crate::media::settled_call;
 
 /// A speech fixture at 16 kHz between `lead_s` and `tail_s` seconds of silence.
@@ -63,7 +63,7 @@ const OPUS: LineFormat = LineFormat {
 
 #[tokio::test]
 async fn a_plivo_stream_in_l16_is_heard_and_answered_with_play_audio_and_checkpoints() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let s = app.register("plivo@example.com", "Plivo").await;
     let agent = app.create_agent(&s.token, "Reception").await;
     let (call_id, url) = stream(&app, &s.token, agent, "plivo").await;
@@ -176,7 +176,7 @@ async fn a_plivo_stream_in_l16_is_heard_and_answered_with_play_audio_and_checkpo
 
 #[tokio::test]
 async fn a_browser_speaking_opus_interrupts_the_greeting_and_is_answered_in_opus() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let s = app.register("web@example.com", "Web").await;
     let agent = app.create_agent(&s.token, "Reception").await;
     let (call_id, url) = stream(&app, &s.token, agent, "web").await;
@@ -275,7 +275,7 @@ async fn a_browser_speaking_opus_interrupts_the_greeting_and_is_answered_in_opus
 
 #[tokio::test]
 async fn a_browser_may_send_pcm16_and_a_bad_format_or_opus_packet_is_survived() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let s = app.register("pcm@example.com", "Pcm").await;
     let agent = app.create_agent(&s.token, "Reception").await;
     // PCM16 at 8 kHz: 320-byte frames come back.

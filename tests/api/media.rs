@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Session, TestApp, spawn_app};
+use crate::helpers::{Session, TestApp, spawn_app, spawn_ready_app_with};
 
 /// Caller audio as 20 ms µ-law frames: a fixture between stretches of silence.
 pub fn caller_frames(fixture: &str, lead_ms: usize, tail_ms: usize) -> Vec<Vec<u8>> {
@@ -239,7 +239,7 @@ async fn a_stream_without_a_valid_token_is_closed_with_1008_and_no_call_starts()
 
 #[tokio::test]
 async fn the_agent_greets_hears_the_caller_and_answers_with_marks() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let s = app.register("talk@example.com", "Talk").await;
     let (call_id, url, token) = test_call(&app, &s).await;
     let mut twilio = connect(&url, &token).await;
@@ -327,7 +327,7 @@ async fn the_agent_greets_hears_the_caller_and_answers_with_marks() {
 
 #[tokio::test]
 async fn caller_speech_during_the_greeting_clears_playback_and_keeps_only_what_was_heard() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let s = app.register("barge@example.com", "Barge").await;
     let (call_id, url, token) = test_call(&app, &s).await;
     let mut twilio = connect(&url, &token).await;
@@ -585,7 +585,7 @@ async fn interject(app: &TestApp, s: &Session, text: &str) -> (Vec<Value>, Value
 async fn a_backchannel_lets_the_agent_carry_on_but_a_short_objection_interrupts() {
     // A threshold well above these one-word replies (about 0.25 s of speech each), so that both
     // go through the backchannel filter whatever Piper's timing this run.
-    let app = crate::helpers::spawn_app_with(|c| c.barge_in_ms = 700).await;
+    let app = crate::helpers::spawn_ready_app_with(|c| c.barge_in_ms = 700).await;
     let s = app.register("uhhuh@example.com", "Uhhuh").await;
 
     // "Yeah." during the greeting: no clear; the whole greeting is heard; no turn for it.
@@ -621,7 +621,7 @@ async fn a_backchannel_lets_the_agent_carry_on_but_a_short_objection_interrupts(
 
 #[tokio::test]
 async fn keypad_digits_reach_the_turn_engine() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let s = app.register("dtmf@example.com", "Dtmf").await;
     let (call_id, url, token) = test_call(&app, &s).await;
     let mut twilio = connect(&url, &token).await;
@@ -646,7 +646,7 @@ async fn keypad_digits_reach_the_turn_engine() {
 
 #[tokio::test]
 async fn a_telnyx_stream_in_l16_with_frames_out_of_order_is_heard_and_answered_in_kind() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let s = app.register("telnyx@example.com", "Telnyx").await;
     let agent = app.create_agent(&s.token, "Reception").await;
     let r = app
@@ -764,7 +764,7 @@ async fn a_telnyx_stream_in_l16_with_frames_out_of_order_is_heard_and_answered_i
 
 #[tokio::test]
 async fn a_vonage_stream_of_binary_l16_is_heard_and_answered_with_playback_tracked_by_time() {
-    let app = spawn_app().await;
+    let app = spawn_ready_app_with(|_| {}).await;
     let s = app.register("vonage@example.com", "Vonage").await;
     let agent = app.create_agent(&s.token, "Reception").await;
     let r = app
