@@ -545,7 +545,7 @@ async fn a_document_whose_worker_died_is_processed_again_and_given_up_after_thre
 /// embedded responder finds it in the menu and says it.
 #[tokio::test]
 async fn a_caller_asks_a_price_and_the_agent_reads_it_from_the_menu() {
-    let app = spawn_app().await;
+    let app = crate::helpers::spawn_ready_app_with(|_| {}).await;
     let s = app
         .register("owner@trattoria.example", "Harbour Trattoria")
         .await;

@@ -666,9 +666,12 @@ async fn redirects_are_not_followed_disabled_endpoints_get_nothing_and_redeliver
 // ---------------------------------------------------------------------------------------------
 // Engine processes
 
-/// Fast webhook retries for engine processes (see [`fast`]).
-const FAST_WEBHOOKS: &str = "webhook_requests_per_minute = 100000\n[webhooks]\ntimeout_ms = 3000\n\
-     retry_base_ms = 100\nretry_max_ms = 400\nlease_secs = 4\npoll_ms = 50\n\
+/// Fast webhook retries for engine processes (see [`fast`]), with a patient request timeout: a
+/// receiver that accepted but answered after the timeout on a loaded machine is sent the event
+/// again (at-least-once delivery working), which is not what this test checks. The lease
+/// outlasts the timeout, so a slow send is never claimed twice.
+const FAST_WEBHOOKS: &str = "webhook_requests_per_minute = 100000\n[webhooks]\ntimeout_ms = 10000\n\
+     retry_base_ms = 100\nretry_max_ms = 400\nlease_secs = 12\npoll_ms = 50\n\
      allow_private_targets = true\n";
 
 #[tokio::test]
