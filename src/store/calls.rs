@@ -64,6 +64,18 @@ pub struct NewCall<'a> {
 }
 
 pub async fn insert(db: &Db, tenant: TenantId, call: NewCall<'_>) -> StoreResult<CallRow> {
+    insert_row(db.pool(), tenant, &call).await
+}
+
+/// The `initiated` row of a new call, on a pool or inside a transaction.
+async fn insert_row<'e, E>(
+    executor: E,
+    tenant: TenantId,
+    call: &NewCall<'_>,
+) -> StoreResult<CallRow>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let row = sqlx::query_as(
         "INSERT INTO calls (tenant_id, agent_id, agent_version, direction, carrier, \
             carrier_call_id, from_number, to_number, status, created_at) \
@@ -78,7 +90,7 @@ pub async fn insert(db: &Db, tenant: TenantId, call: NewCall<'_>) -> StoreResult
     .bind(call.from_number)
     .bind(call.to_number)
     .bind(now())
-    .fetch_one(db.pool())
+    .fetch_one(executor)
     .await?;
     Ok(row)
 }
@@ -144,22 +156,7 @@ pub async fn insert_admitted(
     if active_in(&mut tx, tenant, connecting_since).await? >= limit {
         return Ok(Err(NotAdmitted::AtLimit(limit)));
     }
-    let row = sqlx::query_as(
-        "INSERT INTO calls (tenant_id, agent_id, agent_version, direction, carrier, \
-            carrier_call_id, from_number, to_number, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'initiated', $9) RETURNING *",
-    )
-    .bind(tenant.0)
-    .bind(call.agent.0)
-    .bind(call.agent_version)
-    .bind(call.direction.as_str())
-    .bind(call.carrier.as_str())
-    .bind(call.carrier_call_id)
-    .bind(call.from_number)
-    .bind(call.to_number)
-    .bind(now())
-    .fetch_one(&mut *tx)
-    .await?;
+    let row = insert_row(&mut *tx, tenant, &call).await?;
     tx.commit().await?;
     Ok(Ok(row))
 }
