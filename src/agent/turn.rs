@@ -133,6 +133,14 @@ pub trait ToolRunner: Send + Sync {
     /// The passages of the agent's linked documents that best match `query`, best first; empty
     /// when it links none (or the search fails: the call goes on without them).
     fn search_knowledge(&self, query: &str) -> BoxFuture<'_, Vec<KnowledgePassage>>;
+
+    /// Sentence embeddings of `texts` (unit length, in order), so that an engine can match a
+    /// misheard question to a fact by meaning; empty when no embedding model is at hand (the
+    /// engine then matches by words only).
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Vec<Vec<f32>>> {
+        let _ = texts;
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// Builds a conversation per call.

@@ -124,4 +124,16 @@ impl ToolRunner for CallTools {
             }
         })
     }
+
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Vec<Vec<f32>>> {
+        Box::pin(async move {
+            match self.knowledge.embed(texts).await {
+                Ok(vectors) => vectors,
+                Err(error) => {
+                    tracing::warn!(%error, "embedding failed; matching questions by words only");
+                    Vec::new()
+                }
+            }
+        })
+    }
 }

@@ -86,6 +86,23 @@ impl KnowledgeBase {
         Ok(())
     }
 
+    /// The embeddings of `texts`, in order (the model the passages are indexed with).
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, KnowledgeError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let models = self.speech.get().await?;
+        let vectors = self
+            .speech
+            .pool()
+            .run(move || {
+                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+                models.embeddings.embed_batch(&texts)
+            })
+            .await??;
+        Ok(vectors)
+    }
+
     /// The `top_k` passages of the tenant's ready documents (only `documents`, when given) most
     /// similar to `query`, best first.
     pub async fn search(

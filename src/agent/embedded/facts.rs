@@ -33,6 +33,8 @@ pub(crate) struct Facts {
 struct Fact {
     spoken: String,
     stems: Vec<String>,
+    /// Content words as they are (unstemmed), for sound-alike matching.
+    words: Vec<String>,
     topics: Topics,
 }
 
@@ -268,6 +270,7 @@ impl Facts {
             facts.push(Fact {
                 topics: fact_topics(&sentence, &words),
                 stems: content_stems(&words),
+                words: content_words(&words),
                 spoken: sentence,
             });
         }
@@ -279,16 +282,27 @@ impl Facts {
         self.business.as_deref()
     }
 
-    /// The sentence that answers `question`, if one covers enough of it.
+    /// The facts' sentences, as they would be spoken.
+    pub fn sentences(&self) -> impl Iterator<Item = &str> {
+        self.facts.iter().map(|f| f.spoken.as_str())
+    }
+
+    /// The sentence that answers `question`, if one covers enough of it. A long word one
+    /// letter away from a fact's word counts as that word ("parting" for "parking"): speech to
+    /// text mishears that way.
     pub fn answer(&self, question: &Utterance) -> Option<String> {
         let asked = question_topics(&question.words);
         let wanted: Vec<String> = content_stems(&question.words);
+        let wanted_words = content_words(&question.words);
         let mut best: Option<(usize, bool, &Fact)> = None;
         for fact in &self.facts {
             let covered = wanted
                 .iter()
-                .filter(|stem| {
-                    fact.stems.contains(stem) || topic_of_word(stem).shared(fact.topics) > 0
+                .zip(&wanted_words)
+                .filter(|(stem, word)| {
+                    fact.stems.contains(stem)
+                        || topic_of_word(stem).shared(fact.topics) > 0
+                        || fact.words.iter().any(|w| sounds_alike(word, w))
                 })
                 .count();
             let shared = asked.shared(fact.topics);
@@ -310,11 +324,83 @@ impl Facts {
     }
 }
 
+/// What `fact` is about in terms the caller used: its content words that the question has
+/// (or nearly has: "primate" for "private"), in the fact's order, from the first to the last
+/// one found ("private health insurance"); else the kind of fact the question asks about
+/// ("our opening hours"). `None` when they share nothing.
+pub(crate) fn about(fact: &str, question: &Utterance) -> Option<String> {
+    let fact_words = text::words(fact);
+    let asked = content_words(&question.words);
+    let asked_stems = content_stems(&question.words);
+    let matched: Vec<usize> = fact_words
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| !is_stop_word(&w.norm) && w.norm.chars().all(char::is_alphabetic))
+        .filter(|(_, w)| {
+            asked_stems.contains(&stem(&w.norm)) || asked.iter().any(|a| sounds_alike(a, &w.norm))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if let (Some(&first), Some(&last)) = (matched.first(), matched.last())
+        && last - first < 5
+    {
+        let phrase: Vec<String> = fact_words[first..=last]
+            .iter()
+            .map(|w| w.norm.clone())
+            .collect();
+        return Some(phrase.join(" "));
+    }
+    let asked = question_topics(&question.words);
+    let topics = fact_topics(fact, &fact_words);
+    if asked.hours && topics.hours {
+        Some("our opening hours".into())
+    } else if asked.price && topics.price {
+        Some("prices".into())
+    } else if asked.place && topics.place {
+        Some("where to find us".into())
+    } else {
+        None
+    }
+}
+
 fn starts_with_any(norms: &[&str], phrases: &[&str]) -> bool {
     phrases.iter().any(|p| {
         let p: Vec<&str> = p.split(' ').collect();
         norms.starts_with(&p)
     })
+}
+
+/// Content words as they are, in the same order as [`content_stems`] (one per stem).
+fn content_words(words: &[Word]) -> Vec<String> {
+    let mut stems: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for word in words {
+        if is_stop_word(&word.norm) || word.norm.is_empty() {
+            continue;
+        }
+        let stem = stem(&word.norm);
+        if !stems.contains(&stem) {
+            stems.push(stem);
+            out.push(word.norm.clone());
+        }
+    }
+    out
+}
+
+/// Two words of six letters or more, one substitution, insertion or deletion apart.
+fn sounds_alike(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().min(b.len()) < 6 || a.len().abs_diff(b.len()) > 1 || a == b {
+        return false;
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    prefix + suffix >= a.len().max(b.len()) - 1
 }
 
 /// Content words, stemmed and without repeats.

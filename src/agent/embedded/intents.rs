@@ -84,14 +84,38 @@ const CANCEL: &[&str] = &[
     "no thank you",
 ];
 
-/// Agrees (at the start).
+/// Agrees (at the start). Spoken forms and how speech-to-text spells them ("yeh", "yah").
 const YES: &[&str] = &[
     "yes",
     "yeah",
+    "yeh",
+    "yah",
+    "yas",
+    "yess",
     "yep",
     "yup",
     "yea",
     "ya",
+    "mhm",
+    "of course",
+    "certainly",
+    "you bet",
+    "no worries",
+    "no problem",
+    "no dramas",
+    "exactly",
+    "fine",
+    "good",
+    "cool",
+    "excellent",
+    "brilliant",
+    "wonderful",
+    "awesome",
+    "works for me",
+    "go for it",
+    "do it",
+    "lets do it",
+    "lets do that",
     "sure",
     "correct",
     "ok",
@@ -119,13 +143,52 @@ const YES: &[&str] = &[
     "all good",
 ];
 
+/// Agrees anywhere in the answer, when nothing in it disagrees ("Oh that sounds good", "OK
+/// then, that works for me", "now that works" as "yeah, that works" is sometimes heard).
+const YES_ANYWHERE: &[&str] = &[
+    "that works",
+    "works for me",
+    "sounds good",
+    "sounds great",
+    "sounds fine",
+    "sounds perfect",
+    "sounds lovely",
+    "go ahead",
+    "book it",
+    "book me in",
+    "please do",
+    "thatd be great",
+    "that would be great",
+    "that would be good",
+    "thats great",
+    "thats perfect",
+    "thats right",
+    "thats correct",
+    "yes please",
+];
+
+/// Any of these makes an answer not a yes ("that doesn't work", "no, that's not right").
+const NEGATIONS: &[&str] = &[
+    "no", "not", "nope", "nah", "dont", "doesnt", "isnt", "wont", "cant", "wrong", "wait",
+    "hold on", "actually",
+];
+
 /// Disagrees (at the start).
 const NO: &[&str] = &[
     "no",
     "nope",
     "nah",
+    "negative",
     "not quite",
     "not really",
+    "not at all",
+    "i dont think so",
+    "dont think so",
+    "i dont",
+    "thats not",
+    "that is not",
+    "hold on",
+    "wait",
     "thats wrong",
     "that is wrong",
     "thats not right",
@@ -236,8 +299,22 @@ pub(crate) fn is_cancel(u: &Utterance) -> bool {
     u.has_any(CANCEL)
 }
 
+/// Agrees: starts with a yes ("yeah that works"), or says one anywhere with nothing that
+/// disagrees.
 pub(crate) fn is_yes(u: &Utterance) -> bool {
-    u.starts_with_any(YES)
+    if is_no(u) {
+        return false;
+    }
+    u.starts_with_any(YES) || (u.has_any(YES_ANYWHERE) && !u.has_any(NEGATIONS)) || murmured_yes(u)
+}
+
+/// "Uh huh", "mm hmm": made of words that are otherwise fillers, so read from all the words.
+fn murmured_yes(u: &Utterance) -> bool {
+    let all: Vec<&str> = u.words.iter().map(|w| w.norm.as_str()).collect();
+    matches!(
+        all.as_slice(),
+        ["uh" | "uhuh", "huh", ..] | ["mm" | "m", "hmm" | "hm", ..] | ["mmhmm" | "mhmm", ..]
+    ) && !u.text.trim_end().ends_with('?')
 }
 
 /// Only "yes" (with "please" or "thanks"): the caller has more to say but has not said it.
@@ -247,8 +324,11 @@ pub(crate) fn is_bare_yes(u: &Utterance) -> bool {
     ])
 }
 
+/// "No" that agrees ("no worries, go ahead").
+const NO_BUT_YES: &[&str] = &["no worries", "no problem", "no problems", "no dramas"];
+
 pub(crate) fn is_no(u: &Utterance) -> bool {
-    u.starts_with_any(NO)
+    u.starts_with_any(NO) && !u.starts_with_any(NO_BUT_YES)
 }
 
 pub(crate) fn is_correction(u: &Utterance) -> bool {
@@ -347,6 +427,79 @@ mod tests {
         for said in ["no", "No, make it Wednesday", "nope", "not quite"] {
             assert!(is_no(&u(said)), "{said:?}");
             assert!(!is_yes(&u(said)), "{said:?}");
+        }
+    }
+
+    /// Yes and no in their spoken forms, and as speech to text has written them (the
+    /// misheard ones are from the hearing fixtures' transcripts and the Moonshine runs of the
+    /// booking fixtures).
+    #[test]
+    fn yes_and_no_in_their_many_forms() {
+        let yes = [
+            "Yeah, that works.",
+            "yeah that works for me",
+            "Now that works for me.",
+            "Sounds good.",
+            "Oh, that sounds good.",
+            "Sure.",
+            "Sure thing",
+            "Yes please.",
+            "Yes, please do.",
+            "Yep.",
+            "Yup, go ahead.",
+            "Yeh.",
+            "Yah, that's right.",
+            "Uh huh.",
+            "Mm hmm.",
+            "Of course.",
+            "Perfect, thanks.",
+            "That'd be great.",
+            "That would be great, thank you.",
+            "Okay then, book it.",
+            "Great.",
+            "Lovely.",
+            "Fine by me.",
+            "Works for me.",
+            "No worries, go ahead.",
+            "No problem.",
+            "Absolutely.",
+            "That's correct.",
+            "Correct.",
+            "Alright.",
+        ];
+        for said in yes {
+            assert!(is_yes(&u(said)), "{said:?} should be a yes");
+            assert!(!is_no(&u(said)), "{said:?} is not a no");
+        }
+        let no = [
+            "No.",
+            "Nope.",
+            "Nah.",
+            "Not really.",
+            "Not quite.",
+            "No, that's not right.",
+            "That's not right.",
+            "That's wrong.",
+            "I don't think so.",
+            "Not at all.",
+            "Hold on, that's not it.",
+            "Wait.",
+            "Negative.",
+            "No it doesn't work.",
+            "No thanks.",
+        ];
+        for said in no {
+            assert!(is_no(&u(said)), "{said:?} should be a no");
+            assert!(!is_yes(&u(said)), "{said:?} is not a yes");
+        }
+        // Neither: a yes-word inside something that disagrees, or nothing of either.
+        for said in [
+            "that doesn't work for me",
+            "I can't do that, sounds good otherwise",
+            "what time is it",
+            "Tuesday",
+        ] {
+            assert!(!is_yes(&u(said)), "{said:?} is not a yes");
         }
         for said in [
             "What are your opening hours?",
