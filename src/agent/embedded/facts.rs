@@ -63,6 +63,31 @@ const HOURS_QUESTION: &[&str] = &[
     "hour", "hours", "open", "opening", "close", "closing", "closed", "shut", "trading", "time",
     "times", "when",
 ];
+/// Words of a question that a fact about hours covers without the question being about hours
+/// ("What time do you close on Wednesday evenings?").
+const WHEN_WORDS: &[&str] = &[
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "weekday",
+    "weekdays",
+    "weekend",
+    "weekends",
+    "morning",
+    "mornings",
+    "afternoon",
+    "afternoons",
+    "evening",
+    "evenings",
+    "night",
+    "nights",
+    "late",
+    "early",
+];
 const PRICE_QUESTION: &[&str] = &[
     "cost",
     "costs",
@@ -282,6 +307,53 @@ impl Facts {
         self.business.as_deref()
     }
 
+    /// `words` with each long word the facts do not have replaced by a word they have one
+    /// letter away ("parting" → "parking"), so that its topic counts too.
+    fn sounds_alike_corrected(&self, words: &[Word]) -> Vec<Word> {
+        words
+            .iter()
+            .map(|word| {
+                let known = self.facts.iter().any(|f| f.words.contains(&word.norm));
+                let alike = (!known && !is_stop_word(&word.norm))
+                    .then(|| {
+                        self.facts
+                            .iter()
+                            .flat_map(|f| &f.words)
+                            .find(|w| sounds_alike(&word.norm, w))
+                    })
+                    .flatten();
+                match alike {
+                    Some(w) => Word {
+                        norm: w.clone(),
+                        raw: w.clone(),
+                        pause_after: word.pause_after,
+                    },
+                    None => word.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// `question` with the long words the facts do not have but nearly do put right.
+    pub fn corrected(&self, question: &Utterance) -> Utterance {
+        let words = self.sounds_alike_corrected(&question.words);
+        if words == question.words {
+            return question.clone();
+        }
+        let text = words
+            .iter()
+            .map(|w| {
+                let mut raw = w.raw.clone();
+                if w.pause_after {
+                    raw.push(',');
+                }
+                raw
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        Utterance { text, words }
+    }
+
     /// The facts' sentences, as they would be spoken.
     pub fn sentences(&self) -> impl Iterator<Item = &str> {
         self.facts.iter().map(|f| f.spoken.as_str())
@@ -291,9 +363,10 @@ impl Facts {
     /// letter away from a fact's word counts as that word ("parting" for "parking"): speech to
     /// text mishears that way.
     pub fn answer(&self, question: &Utterance) -> Option<String> {
-        let asked = question_topics(&question.words);
-        let wanted: Vec<String> = content_stems(&question.words);
-        let wanted_words = content_words(&question.words);
+        let heard = self.sounds_alike_corrected(&question.words);
+        let asked = question_topics(&heard);
+        let wanted: Vec<String> = content_stems(&heard);
+        let wanted_words = content_words(&heard);
         let mut best: Option<(usize, bool, &Fact)> = None;
         for fact in &self.facts {
             let covered = wanted
@@ -422,7 +495,7 @@ fn content_stems(words: &[Word]) -> Vec<String> {
 fn topic_of_word(stemmed: &str) -> Topics {
     let is = |list: &[&str]| list.iter().any(|w| stem(w) == stemmed);
     Topics {
-        hours: is(HOURS_QUESTION),
+        hours: is(HOURS_QUESTION) || is(WHEN_WORDS),
         price: is(PRICE_QUESTION),
         place: is(PLACE_QUESTION),
     }

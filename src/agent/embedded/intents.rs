@@ -287,6 +287,23 @@ pub(crate) fn wants_transfer(u: &Utterance) -> bool {
     u.has_any(TRANSFER) || (u.has_any(TALK) && u.has_any(PERSON))
 }
 
+/// Asks what is free ("What times are free tomorrow?"): a booking, though a wh-question.
+const FREE: &[&str] = &[
+    "free",
+    "available",
+    "availability",
+    "slot",
+    "slots",
+    "space",
+    "spot",
+    "spots",
+    "fit me in",
+];
+
+pub(crate) fn asks_free(u: &Utterance) -> bool {
+    u.has_any(FREE)
+}
+
 pub(crate) fn wants_booking(u: &Utterance) -> bool {
     u.has_any(BOOKING)
 }

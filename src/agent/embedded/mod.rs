@@ -195,7 +195,7 @@ impl Found {
 /// whether that is what they meant. Measured on misheard questions against unrelated facts
 /// (`tests/models.rs`, `misheard_questions_are_answered_by_meaning`).
 const ANSWER_SIMILARITY: f32 = 0.6;
-const CLARIFY_SIMILARITY: f32 = 0.4;
+const CLARIFY_SIMILARITY: f32 = 0.3;
 
 impl Session {
     fn new(ctx: Arc<TurnContext>, tools: Arc<dyn ToolRunner>) -> Self {
@@ -381,9 +381,20 @@ impl Session {
                 Found::Nothing => {}
             }
         }
-        let booking = self.ctx.tools.book_appointment;
         let when_said = slots.date.is_some() || slots.time.is_some();
-        if booking && (self.draft.is_some() || wants_booking || when_said) {
+        // "What's the weather like tomorrow?" names a day without asking for a booking.
+        let wh_only = intents::is_wh_question(u) && !wants_booking && !intents::asks_free(u);
+        if self.draft.is_none()
+            && (intents::is_wh_question(u) || !(wants_booking || when_said))
+            && let Some((fact, about)) = maybe.take()
+        {
+            // Heard too badly to be sure: ask rather than guess or give up.
+            reply.ask(Ask::Clarify, format!("Sorry, did you ask about {about}?"));
+            self.offered = Some(fact);
+            return reply;
+        }
+        let booking = self.ctx.tools.book_appointment;
+        if booking && (self.draft.is_some() || wants_booking || (when_said && !wh_only)) {
             return self
                 .booking_turn(u, asked, slots, wants_booking, reply)
                 .await;
@@ -427,12 +438,6 @@ impl Session {
         }
         if intents::is_bare_yes(u) {
             reply.say(self.style.register().what_else);
-            return reply;
-        }
-        if let Some((fact, about)) = maybe {
-            // Heard too badly to be sure: ask rather than guess or give up.
-            reply.ask(Ask::Clarify, format!("Sorry, did you ask about {about}?"));
-            self.offered = Some(fact);
             return reply;
         }
         reply.say(if question {
@@ -688,7 +693,9 @@ impl Session {
             }
             self.prompt_meaning = Some(vectors);
         }
-        let mut texts = vec![u.text.clone()];
+        // Embedded as heard, but with sound-alike words put right ("parting" → "parking").
+        let heard = found.corrected(&self.facts.corrected(u));
+        let mut texts = vec![heard.text.clone()];
         texts.extend(found.sentences().map(str::to_string));
         let count = texts.len();
         let mut vectors = self.tools.embed(texts).await;
@@ -702,6 +709,7 @@ impl Session {
             .map(|v| crate::models::minilm::cosine(&question, v))
             .zip(candidates)
             .max_by(|a, b| a.0.total_cmp(&b.0));
+        tracing::debug!(question = %u.text, best = ?best, "closest fact by meaning");
         match best {
             Some((score, fact)) if score >= ANSWER_SIMILARITY => Found::Answer(fact),
             Some((score, fact)) if score >= CLARIFY_SIMILARITY => match facts::about(&fact, u) {
