@@ -33,11 +33,18 @@
 //! an answer: the details gathered stay, and the question is asked again next turn, so a "yes"
 //! cannot confirm a booking the caller did not hear read back.
 //!
+//! It reads speech-to-text output, so it expects recognition errors: names are taken after
+//! several introductions and put right by spelling (`names.rs`); yes and no have many spoken
+//! and misheard forms (`intents.rs`); a long word one letter off a fact's word counts as it
+//! ("parting" for "parking"), and a question whose words match no fact is matched by meaning
+//! through [`ToolRunner::embed`]: answered when close, asked about ("Sorry, did you ask about
+//! parking?") when only near, and told "I don't have that information" otherwise.
+//!
 //! Limits: it speaks English only, whatever the agent's language; it does not change or
 //! cancel existing bookings (it offers a transfer instead); it understands no vague times
-//! ("next week", "in the afternoon" without an hour, "the first available"), nor a name given
-//! as "for X"; names that are also months, weekdays or common words ("May", "Will") are missed;
-//! humour is not used.
+//! ("next week", "in the afternoon" without an hour, "the first available"), nor a name after
+//! "for" that the transcript did not capitalise; names that are also months, weekdays or common
+//! words ("May", "Will") are missed; humour is not used.
 
 mod datetime;
 mod facts;
