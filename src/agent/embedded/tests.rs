@@ -904,3 +904,20 @@ async fn bookings_survive_misheard_names_and_casual_answers() {
         assert_eq!(call.booked(), [booking(name, start)], "{heard:#?}");
     }
 }
+
+/// A wh-question that names a day is a question unless it asks what is free.
+#[tokio::test]
+async fn a_question_naming_a_day_is_not_a_booking_unless_it_asks_what_is_free() {
+    let mut call = Call::new(with_prompt(HOURS_PROMPT));
+    assert_eq!(
+        call.say("What's the weather going to be like tomorrow?")
+            .await,
+        "I'm sorry, I don't have that information. I can book an appointment for you or answer \
+         questions about Harbour Dental."
+    );
+    let mut call = Call::new(with_prompt(HOURS_PROMPT));
+    assert_eq!(
+        call.say("What times are free tomorrow?").await,
+        "Sure. What time would suit you on Tuesday the 1st of December?"
+    );
+}
