@@ -137,6 +137,12 @@ async fn misheard_questions_are_answered_by_meaning_or_asked_about() {
         ("Where abouts are you locked in?", "Wharf Street"),
         ("Who are the dentists there?", "Mei Chen"),
         ("Which dentist works their?", "Mei Chen"),
+        // Statements, not questions, heard the same way.
+        (
+            "I was wondering about primate health insurance",
+            "insurance funds",
+        ),
+        ("Tell me about parting for patients", "parking"),
     ];
     let mut failures = Vec::new();
     for (question, answer) in cases {
