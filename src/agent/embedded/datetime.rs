@@ -58,7 +58,8 @@ pub(crate) fn local_now(started_at: DateTime<Utc>, timezone: chrono_tz::Tz) -> N
 
 /// Finds the date and time `words` name, relative to `today`.
 pub(crate) fn find(words: &[Word], today: NaiveDate, expect: Expect) -> When {
-    let lexed = lex(words);
+    let words = homophones(words);
+    let lexed = lex(&words);
     let mut used = vec![false; lexed.len()];
     let date = find_date(&lexed, &mut used, today, expect.day);
     let time = find_time(&lexed, &used, expect.time);
@@ -225,6 +226,39 @@ enum Lex<'a> {
     },
     Iso(NaiveDate),
     Word(&'a str),
+}
+
+/// Clock words as speech to text writes them when it mishears: "half passed two", "have past
+/// to", "half past for" are all "half past two/four". Only around "past", where the words
+/// can mean nothing else.
+fn homophones(words: &[Word]) -> Vec<Word> {
+    let mut out: Vec<Word> = words.to_vec();
+    for i in 0..out.len() {
+        if out[i].norm == "passed" {
+            out[i].norm = "past".into();
+        }
+    }
+    for i in 0..out.len() {
+        if out[i].norm != "past" {
+            continue;
+        }
+        if i > 0 && out[i - 1].norm == "have" {
+            out[i - 1].norm = "half".into();
+        }
+        if let Some(next) = out.get_mut(i + 1) {
+            let number = match next.norm.as_str() {
+                "to" | "too" => Some("two"),
+                "for" => Some("four"),
+                "ate" => Some("eight"),
+                "won" => Some("one"),
+                _ => None,
+            };
+            if let Some(number) = number {
+                next.norm = number.into();
+            }
+        }
+    }
+    out
 }
 
 fn lex(words: &[Word]) -> Vec<Lex<'_>> {
@@ -910,6 +944,15 @@ mod tests {
             ("December 3 ten thirty", "10:30"),
             ("Tuesday at three pm", "15:00"),
             ("the 14th at 2:30", "14:30"),
+            // As speech to text has written them (Moonshine, voices the engine was not tuned
+            // on).
+            ("Half passed two in the afternoon.", "14:30"),
+            ("Have passed to in the afternoon.", "14:30"),
+            ("Half passed to India afternoon.", "14:30"),
+            ("Tuesday at half-past two.", "14:30"),
+            ("Could I get a booking on Friday at four p. M.", "16:00"),
+            ("at four p. M?.", "16:00"),
+            ("quarter past for", "16:15"),
         ];
         for (said, meant) in cases {
             assert_eq!(parse(said, today).time, Some(time(meant)), "{said:?}");

@@ -147,6 +147,9 @@ const YES: &[&str] = &[
 /// then, that works for me", "now that works" as "yeah, that works" is sometimes heard).
 const YES_ANYWHERE: &[&str] = &[
     "that works",
+    "sound good",
+    "sound is good",
+    "sounds is good",
     "works for me",
     "sounds good",
     "sounds great",
@@ -176,6 +179,7 @@ const NEGATIONS: &[&str] = &[
 /// Disagrees (at the start).
 const NO: &[&str] = &[
     "no",
+    "know",
     "nope",
     "nah",
     "negative",
@@ -457,6 +461,7 @@ mod tests {
             "yeah that works for me",
             "Now that works for me.",
             "Sounds good.",
+            "Sound is good.",
             "Oh, that sounds good.",
             "Sure.",
             "Sure thing",

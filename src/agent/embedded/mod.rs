@@ -357,7 +357,8 @@ impl Session {
         slots: Slots,
         mut reply: Reply,
     ) -> Reply {
-        if intents::is_goodbye(u) {
+        // "Bye, I'd like to book Thursday at ten" is a misheard "Hi": a goodbye says nothing else.
+        if intents::is_goodbye(u) && slots.is_empty() && !intents::wants_booking(u) {
             self.close(&mut reply);
             return reply;
         }

@@ -203,6 +203,7 @@ const OPENERS: &[&str] = &[
     "ok",
     "okay",
     "sorry",
+    "know",
     "actually",
     "right",
     "well",
@@ -262,7 +263,8 @@ pub(crate) fn introduced(u: &Utterance) -> Option<String> {
 }
 
 /// The letters of a spelled word ("C O N N O R", "C-O-N-N-O-R", "c. o. n. n. o. r.", "B R
-/// double O K S"), title-cased; the longest run of at least three letters.
+/// double O K S"), title-cased; the longest run of at least four letters (three are as often
+/// a misheard word's pieces: "be a rover, O K S").
 pub(crate) fn spelled(u: &Utterance) -> Option<String> {
     spelled_run(&u.words).map(|(_, _, word)| word)
 }
@@ -295,7 +297,7 @@ fn spelled_run(words: &[Word]) -> Option<(usize, usize, String)> {
                 break;
             }
         }
-        if letters.len() >= 3 && best.as_ref().is_none_or(|b| letters.len() > b.2.len()) {
+        if letters.len() >= 4 && best.as_ref().is_none_or(|b| letters.len() > b.2.len()) {
             best = Some((start, i, title_case(&letters)));
         }
         if i == start {
@@ -317,7 +319,7 @@ fn without_spelling(words: &[Word]) -> &[Word] {
 }
 
 /// `name` with the word that `spelling` spells replaced by it: the most similar word (at most
-/// half its letters different), else, for a surname-length spelling, the last word; `name` is
+/// a third of its letters different), else the last word of a name of two or more; `name` is
 /// the spelling itself when there is none.
 pub(crate) fn with_spelling(name: Option<&str>, spelling: &str) -> String {
     let Some(name) = name else {
@@ -331,7 +333,7 @@ pub(crate) fn with_spelling(name: Option<&str>, spelling: &str) -> String {
         .map(|(i, part)| (i, edit_distance(&part.to_lowercase(), &target)))
         .min_by_key(|&(_, d)| d);
     match closest {
-        Some((i, distance)) if 2 * distance <= target.len().max(parts[i].len()) => {
+        Some((i, distance)) if 3 * distance <= target.len().max(parts[i].len()) => {
             parts[i] = spelling.to_string();
         }
         Some(_) if parts.len() >= 2 => {
@@ -621,6 +623,7 @@ mod tests {
             ("B R double O K S", Some("Brooks")),
             ("b r o o k s", Some("Brooks")),
             ("Plan A or B", None),
+            ("Daniel Brooks, be a rover, O K. S..", None),
             ("that's O'Brien", None),
         ];
         for (said, word) in cases {

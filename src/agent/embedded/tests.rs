@@ -894,6 +894,27 @@ async fn bookings_survive_misheard_names_and_casual_answers() {
             "Sarah Connor",
             "2026-12-01 14:30",
         ),
+        (
+            &[
+                "Bye, I'd like to put Thursday at ten in the morning.",
+                "This is Daniel Brooks, be a rover, O K. S..",
+                "Know, it's Daniel Brooks.",
+                "Sound is good.",
+            ],
+            "Daniel Brooks",
+            "2026-12-03 10:00",
+        ),
+        (
+            &[
+                "Can I come in on Tuesday?",
+                "Have passed to in the afternoon.",
+                "It's under Sarah Mcconnor.",
+                "Know it's Sarah Connor.",
+                "Yeah.",
+            ],
+            "Sarah Connor",
+            "2026-12-01 14:30",
+        ),
     ];
     for (turns, name, start) in cases {
         let mut call = Call::new(context());

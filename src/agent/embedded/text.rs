@@ -99,15 +99,22 @@ pub(crate) fn fold_meridiem_dots(text: &str) -> String {
     while i < chars.len() {
         let c = chars[i];
         let starts_word = i == 0 || !chars[i - 1].is_alphabetic();
+        // "p.m." and, as speech to text also writes it, "p. M.".
+        let spaces = chars[(i + 2).min(chars.len())..]
+            .iter()
+            .take_while(|c| **c == ' ')
+            .count()
+            .min(1);
+        let m = i + 2 + spaces;
         if starts_word
             && matches!(c, 'a' | 'A' | 'p' | 'P')
             && chars.get(i + 1) == Some(&'.')
-            && chars.get(i + 2).is_some_and(|m| matches!(m, 'm' | 'M'))
-            && !chars.get(i + 3).is_some_and(|n| n.is_alphabetic())
+            && chars.get(m).is_some_and(|m| matches!(m, 'm' | 'M'))
+            && !chars.get(m + 1).is_some_and(|n| n.is_alphabetic())
         {
             out.push(c.to_ascii_lowercase());
             out.push('m');
-            i += 3;
+            i = m + 1;
             if chars.get(i) == Some(&'.') {
                 i += 1;
             }
