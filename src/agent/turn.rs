@@ -165,6 +165,13 @@ pub trait Conversation: Send {
     /// The caller cut the last reply short after hearing `heard` (possibly nothing): the
     /// conversation's memory of that reply is replaced by what was actually said.
     fn interrupted(&mut self, heard: &str);
+
+    /// Words the caller is likely to say next, given the question just asked ("Thursday",
+    /// "half", "past" after "Which day?"), for the speech recogniser to favour; empty when
+    /// nothing in particular is expected.
+    fn hints(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -944,6 +944,13 @@ impl Speaker {
     async fn transcribe(&self, audio: Vec<f32>) -> Option<String> {
         let models = Arc::clone(&self.models);
         let line_rate = self.format.sample_rate;
+        // What the conversation expects next ("which day?" → weekdays): none while a turn
+        // holds it (an interjection over the agent's reply).
+        let hints = self
+            .conversation
+            .try_lock()
+            .map(|c| c.hints())
+            .unwrap_or_default();
         let heard = self
             .state
             .speech
@@ -951,7 +958,11 @@ impl Speaker {
             .run(move || {
                 let input = resample(&audio, line_rate, moonshine::SAMPLE_RATE)
                     .map_err(|e| e.to_string())?;
-                models.stt.transcribe(&input).map_err(|e| e.to_string())
+                let hints = models.stt.hints(&hints);
+                models
+                    .stt
+                    .transcribe_with(&input, &hints)
+                    .map_err(|e| e.to_string())
             })
             .await;
         match heard {

@@ -837,6 +837,43 @@ impl Session {
     }
 }
 
+/// What a caller says when asked for a day or a time.
+const WHEN_HINTS: &[&str] = &[
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "today",
+    "tomorrow",
+    "morning",
+    "afternoon",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "half",
+    "past",
+    "quarter",
+    "thirty",
+    "o'clock",
+    "noon",
+];
+const YES_NO_HINTS: &[&str] = &["yes", "yeah", "no", "sure", "sounds", "good", "works"];
+const DIGIT_HINTS: &[&str] = &[
+    "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "double",
+];
+
 /// "Sorry, I didn't catch the day." for an answer that did not answer.
 fn not_caught(asked: Option<Ask>) -> &'static str {
     match asked {
@@ -902,6 +939,19 @@ impl Conversation for Session {
             }
             Ok(())
         })
+    }
+
+    /// After a question about the day or time, day and clock words; after a read-back, yes
+    /// and no; after "your number?", digits.
+    fn hints(&self) -> Vec<&'static str> {
+        match self.asked.as_ref().map(|a| a.what) {
+            Some(Ask::Date | Ask::Time) => WHEN_HINTS.to_vec(),
+            Some(Ask::Confirm | Ask::Transfer | Ask::Clarify | Ask::AnythingElse) => {
+                YES_NO_HINTS.to_vec()
+            }
+            Some(Ask::Phone) => DIGIT_HINTS.to_vec(),
+            _ => Vec::new(),
+        }
     }
 
     /// A question the caller did not hear in full is not awaiting an answer: after "Just to
