@@ -235,9 +235,25 @@ pub(crate) fn introduced(u: &Utterance) -> Option<String> {
             }
         }
     }
+    // "Under" names only a booking ("it's under Sarah", "the booking is under pre-rayman"),
+    // not "is that under warranty?".
+    let about_booking = norms.iter().any(|w| {
+        matches!(
+            *w,
+            "booking" | "book" | "booked" | "appointment" | "reservation" | "name" | "its"
+        )
+    });
     for i in 0..norms.len() {
         for intro in INTRODUCTIONS {
             let intro: Vec<&str> = intro.split(' ').collect();
+            if *intro == ["under"]
+                && !about_booking
+                && !words
+                    .get(i + 1)
+                    .is_some_and(|w| w.raw.starts_with(char::is_uppercase))
+            {
+                continue;
+            }
             if norms[i..].starts_with(&intro) {
                 // "I'm looking for…" is not a name; "my name is" always introduces one.
                 let strict = matches!(intro.as_slice(), ["im"] | ["i", "am"]);
@@ -576,6 +592,8 @@ mod tests {
             ("book me in for a cleaning", None),
             ("For Tuesday please", None),
             ("is that covered under insurance", None),
+            ("is that under warranty?", None),
+            ("Put it under Sarah please", Some("Sarah")),
             ("I need a checkup, it's been a while", None),
             // The spelling is not part of the name said before it.
             (
