@@ -273,7 +273,7 @@ impl Moonshine {
 }
 
 /// Added to the logit of a hinted token: enough to tip near-ties, not to overrule the model.
-/// On the booking fixtures (`tests/booking.rs`), 0 → 18 of 36 conversations booked right, 2 →
+/// On the booking fixtures (`tests/responder/booking.rs`), 0 → 18 of 36 conversations booked right, 2 →
 /// 20, 3 and 5 → 19.
 pub const HINT_BIAS: f32 = 2.0;
 

@@ -200,7 +200,7 @@ impl Found {
 /// A fact at least this close in meaning (cosine of MiniLM embeddings) answers a question its
 /// words did not match; from this close down to [`CLARIFY_SIMILARITY`] the caller is asked
 /// whether that is what they meant. Measured on misheard questions against unrelated ones
-/// (`tests/meaning.rs`): misheard 0.31–0.74, unrelated 0.17–0.21.
+/// (`tests/responder/meaning.rs`): misheard 0.31–0.74, unrelated 0.17–0.21.
 const ANSWER_SIMILARITY: f32 = 0.6;
 const CLARIFY_SIMILARITY: f32 = 0.3;
 
