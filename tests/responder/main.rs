@@ -4,4 +4,5 @@
 //! run by `./scripts/setup`).
 
 mod booking;
+mod hints;
 mod meaning;
