@@ -233,10 +233,8 @@ enum Lex<'a> {
 /// can mean nothing else.
 fn homophones(words: &[Word]) -> Vec<Word> {
     let mut out: Vec<Word> = words.to_vec();
-    for i in 0..out.len() {
-        if out[i].norm == "passed" {
-            out[i].norm = "past".into();
-        }
+    for word in out.iter_mut().filter(|w| w.norm == "passed") {
+        word.norm = "past".into();
     }
     for i in 0..out.len() {
         if out[i].norm != "past" {
