@@ -236,6 +236,16 @@ fn homophones(words: &[Word]) -> Vec<Word> {
     for word in out.iter_mut().filter(|w| w.norm == "passed") {
         word.norm = "past".into();
     }
+    // "three p M." (the dots lost): a lone "p"/"a" and "m" after a number are "pm"/"am".
+    for i in 1..out.len().saturating_sub(1) {
+        let number = out[i - 1].norm.chars().all(|c| c.is_ascii_digit())
+            || UNITS.contains(&out[i - 1].norm.as_str())
+            || TENS.iter().any(|(name, _)| *name == out[i - 1].norm);
+        if number && matches!(out[i].norm.as_str(), "p" | "a") && out[i + 1].norm == "m" {
+            out[i].norm.push('m');
+            out[i + 1].norm.clear();
+        }
+    }
     for i in 0..out.len() {
         if out[i].norm != "past" {
             continue;
@@ -950,6 +960,7 @@ mod tests {
             ("Tuesday at half-past two.", "14:30"),
             ("Could I get a booking on Friday at four p. M.", "16:00"),
             ("at four p. M?.", "16:00"),
+            ("Two's date, three p M. please.", "15:00"),
             ("quarter past for", "16:15"),
         ];
         for (said, meant) in cases {

@@ -837,8 +837,9 @@ impl Session {
     }
 }
 
-/// What a caller says when asked for a day or a time.
-const WHEN_HINTS: &[&str] = &[
+/// What a caller says when asked for a day. No numbers: favoured, " two" would win over the
+/// start of "Tuesday" (seen: "Tuesday, 3 pm" heard as "Two's date, three pm").
+const DAY_HINTS: &[&str] = &[
     "Monday",
     "Tuesday",
     "Wednesday",
@@ -850,6 +851,9 @@ const WHEN_HINTS: &[&str] = &[
     "tomorrow",
     "morning",
     "afternoon",
+];
+/// What a caller says when asked for a time.
+const TIME_HINTS: &[&str] = &[
     "one",
     "two",
     "three",
@@ -868,6 +872,8 @@ const WHEN_HINTS: &[&str] = &[
     "thirty",
     "o'clock",
     "noon",
+    "morning",
+    "afternoon",
 ];
 const YES_NO_HINTS: &[&str] = &["yes", "yeah", "no", "sure", "sounds", "good", "works"];
 const DIGIT_HINTS: &[&str] = &[
@@ -941,11 +947,12 @@ impl Conversation for Session {
         })
     }
 
-    /// After a question about the day or time, day and clock words; after a read-back, yes
+    /// After "which day?", day words; after "what time?", clock words; after a read-back, yes
     /// and no; after "your number?", digits.
     fn hints(&self) -> Vec<&'static str> {
         match self.asked.as_ref().map(|a| a.what) {
-            Some(Ask::Date | Ask::Time) => WHEN_HINTS.to_vec(),
+            Some(Ask::Date) => DAY_HINTS.to_vec(),
+            Some(Ask::Time) => TIME_HINTS.to_vec(),
             Some(Ask::Confirm | Ask::Transfer | Ask::Clarify | Ask::AnythingElse) => {
                 YES_NO_HINTS.to_vec()
             }
