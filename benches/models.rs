@@ -1,5 +1,8 @@
 //! Speed of the offline models on this machine (needs `./scripts/fetch-models`):
 //! - `models/stt`: Moonshine on a 3.6 s utterance (real-time factor = time / 3.6 s);
+//! - `models/stt_input`: an 8 kHz telephone utterance to the model's input
+//!   (`pipeline::speech_input`), on a clean line (resampling only) and a noisy one (noise
+//!   suppression too), beside resampling alone; throughput in line samples, 8,000 a second;
 //! - `models/tts_first_clause`: Piper's first clause of a short reply, the wait before an agent
 //!   can start speaking;
 //! - `models/silero`: one 32 ms VAD window at 16 kHz and at 8 kHz;
@@ -10,7 +13,7 @@ use std::path::Path;
 
 use callgenius::models::silero::SileroStream;
 use callgenius::models::{Models, moonshine, piper};
-use callgenius::pipeline::{resample::resample, wav};
+use callgenius::pipeline::{self, resample::resample, wav};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn load() -> Models {
@@ -22,7 +25,7 @@ fn stt(c: &mut Criterion) {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/speech/s2-piper-joe-8k-ulaw.wav");
     let audio = wav::read(&path).unwrap();
-    let input = resample(&audio.samples, audio.sample_rate, moonshine::SAMPLE_RATE).unwrap();
+    let input = pipeline::speech_input(&audio.samples, audio.sample_rate).unwrap();
     let mut group = c.benchmark_group("models/stt");
     group.sample_size(20);
     group.throughput(Throughput::Elements(input.len() as u64));
@@ -46,6 +49,22 @@ fn stt(c: &mut Criterion) {
         group.throughput(Throughput::Elements(clip.len() as u64));
         group.bench_function(format!("{seconds}s"), |b| {
             b.iter(|| models.stt.transcribe(black_box(&clip)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn stt_input(c: &mut Criterion) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hearing");
+    let mut group = c.benchmark_group("models/stt_input");
+    for line in ["8k-ulaw", "8k-noisy"] {
+        let audio = wav::read(&dir.join(format!("h08-festival-slt-{line}.wav"))).unwrap();
+        group.throughput(Throughput::Elements(audio.samples.len() as u64));
+        group.bench_function(format!("{line}_speech_input"), |b| {
+            b.iter(|| pipeline::speech_input(black_box(&audio.samples), 8_000).unwrap())
+        });
+        group.bench_function(format!("{line}_resample_only"), |b| {
+            b.iter(|| resample(black_box(&audio.samples), 8_000, moonshine::SAMPLE_RATE).unwrap())
         });
     }
     group.finish();
@@ -104,5 +123,5 @@ fn embedding(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, stt, tts, silero, embedding);
+criterion_group!(benches, stt, stt_input, tts, silero, embedding);
 criterion_main!(benches);

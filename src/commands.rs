@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::cli::{BenchArgs, CallArgs, SpeakArgs, TranscribeArgs};
 use crate::models::{self, moonshine::Moonshine, piper::Voice};
-use crate::pipeline::{resample::resample, wav};
+use crate::pipeline::{self, wav};
 use crate::simulator::{self, CallPlan};
 
 pub fn transcribe(args: TranscribeArgs) -> anyhow::Result<()> {
@@ -16,11 +16,7 @@ pub fn transcribe(args: TranscribeArgs) -> anyhow::Result<()> {
     let env = models::runtime::environment(&args.models_dir)?;
     let stt = Moonshine::load(&env, &args.models_dir.join("moonshine-tiny-en"))?;
     let started = Instant::now();
-    let input = resample(
-        &audio.samples,
-        audio.sample_rate,
-        models::moonshine::SAMPLE_RATE,
-    )?;
+    let input = pipeline::speech_input(&audio.samples, audio.sample_rate)?;
     let text = stt.transcribe(&input).context("transcribing")?;
     let took = started.elapsed().as_secs_f32();
     println!("{text}");

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use callgenius::models::minilm::cosine;
 use callgenius::models::silero::SileroStream;
 use callgenius::models::{Models, moonshine};
-use callgenius::pipeline::{g711, resample::resample, wav};
+use callgenius::pipeline::{self, g711, resample::resample, wav};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -89,9 +89,10 @@ fn fixtures() -> Vec<Fixture> {
     out
 }
 
+/// A WAV file through the engine's own path, as a call's turn takes it.
 fn transcribe_file(path: &Path) -> String {
     let audio = wav::read(path).unwrap();
-    let input = resample(&audio.samples, audio.sample_rate, moonshine::SAMPLE_RATE).unwrap();
+    let input = pipeline::speech_input(&audio.samples, audio.sample_rate).unwrap();
     models().stt.transcribe(&input).unwrap()
 }
 
@@ -145,7 +146,7 @@ fn piper_speech_survives_a_phone_line_round_trip() {
             .collect();
         let heard = models()
             .stt
-            .transcribe(&resample(&decoded, 8_000, 16_000).unwrap())
+            .transcribe(&pipeline::speech_input(&decoded, 8_000).unwrap())
             .unwrap();
         let rate = wer(text, &heard);
         eprintln!("{rate:.2} {text:?} → {heard:?}");
@@ -387,9 +388,9 @@ fn the_decoder_matches_the_reference_recipe() {
 
 #[test]
 fn the_engine_hears_new_voices_at_least_as_well_as_the_reference_recipe() {
-    // The engine's whole path (any WAV → its resampler → padding → decoder) against the
-    // reference recipe (sox's resampler, no padding) over voices and sentences it was not tuned
-    // on, by voice and line type.
+    // The engine's whole path (any WAV → `pipeline::speech_input`: line-noise suppression, its
+    // resampler → padding → decoder) against the reference recipe (sox's
+    // resampler, no padding) over voices and sentences it was not tuned on, by voice and line.
     let mut table: std::collections::BTreeMap<(String, String), (Vec<f32>, Vec<f32>)> =
         Default::default();
     for clip in hearing_fixtures(&["16k", "8k-ulaw", "8k-noisy"]) {
@@ -420,10 +421,15 @@ fn the_engine_hears_new_voices_at_least_as_well_as_the_reference_recipe() {
             100.0 * engine,
             100.0 * reference
         );
-        // Clean lines: at least as good (half a point for rounding over 72 clips). The noisy
-        // telephone band is still behind sox's resampler (measured 43.3 % against 41.2 %):
-        // held to that until the resampler is improved, so it cannot get worse unnoticed.
-        let allowed = if line == "8k-noisy" { 0.025 } else { 0.005 };
+        // At least as good on the clean lines (half a point for rounding over 72 clips).
+        // Measured here: 16 kHz 25.2 % against 25.2 %, 8 kHz µ-law 29.7 % against 29.4 % (clean
+        // lines are only resampled). The noisy line is held within a point and a half: 41.6 %
+        // against 40.5 % (43.2 % before the noise suppression). Greedy decoding is chaotic: a
+        // 1-sample shift or -70 dBFS dither moves a line's figure by 1 to 3 points for either
+        // path, and over 12 such draws the noisy line averages 40.8 % suppressed, 43.5 %
+        // resampled only, about 43 % through sox's resampler (README, speech models): one draw of
+        // the reference is not a bar the engine can be held to more tightly there.
+        let allowed = if line == "8k-noisy" { 0.015 } else { 0.005 };
         assert!(
             engine <= reference + allowed,
             "{line}: engine WER {engine:.3} against the reference recipe's {reference:.3}"

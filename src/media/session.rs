@@ -40,8 +40,8 @@ use crate::api::AppState;
 use crate::calls::recording::{self, AgentAudio, Recorder};
 use crate::calls::registry::LiveCall;
 use crate::domain::{CallId, CallStatus, TenantId};
+use crate::models::Models;
 use crate::models::piper::ClauseStream;
-use crate::models::{Models, moonshine};
 use crate::pipeline::endpoint::{EndpointEvent, Endpointer};
 use crate::pipeline::{resample::resample, vad};
 use crate::store::calls::{self as call_store, TurnRow};
@@ -956,8 +956,8 @@ impl Speaker {
             .speech
             .pool()
             .run(move || {
-                let input = resample(&audio, line_rate, moonshine::SAMPLE_RATE)
-                    .map_err(|e| e.to_string())?;
+                let input =
+                    crate::pipeline::speech_input(&audio, line_rate).map_err(|e| e.to_string())?;
                 let hints = models.stt.hints(&hints);
                 models
                     .stt

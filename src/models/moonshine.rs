@@ -15,6 +15,10 @@
 //! Decoding: start token 1, stop at 2, at most ⌊6.5 tokens a second⌋ + 10. The first step runs
 //! with empty caches and computes the cross-attention (encoder) cache; later steps feed one token,
 //! keep that encoder cache and grow only the decoder cache.
+//!
+//! Caller audio reaches the model through [`crate::pipeline::speech_input`] (line noise
+//! suppressed, then resampled to 16 kHz) and [`Moonshine::transcribe`] (quiet topped up at the
+//! edges).
 
 use std::borrow::Cow;
 use std::path::Path;
