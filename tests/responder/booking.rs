@@ -19,8 +19,8 @@ use callgenius::agent::turn::{
 };
 use callgenius::agent::{EngineChoice, Personality};
 use callgenius::domain::{AgentId, CallId, Language, TenantId};
-use callgenius::models::{Models, moonshine};
-use callgenius::pipeline::{resample::resample, wav};
+use callgenius::models::Models;
+use callgenius::pipeline::{self, wav};
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike, Weekday};
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -138,8 +138,8 @@ pub(crate) fn read_audio(path: &Path) -> (Vec<f32>, u32) {
 }
 
 /// Hears a clip as a call does (`Speaker::transcribe` in `media/session.rs`): the line's audio
-/// resampled to the model's rate, then transcribed. Each clip is heard once; the model is
-/// deterministic.
+/// through `pipeline::speech_input`, then transcribed with the conversation's hints. Each clip
+/// is heard once per set of hints.
 struct Ear {
     models: Models,
     heard: HashMap<String, String>,
@@ -154,7 +154,7 @@ impl Ear {
             return text.clone();
         }
         let (samples, rate) = read_audio(&fixture_dir().join(file));
-        let input = resample(&samples, rate, moonshine::SAMPLE_RATE).expect("resampled");
+        let input = pipeline::speech_input(&samples, rate).expect("resampled");
         let hints = self.models.stt.hints(hints);
         let text = self
             .models

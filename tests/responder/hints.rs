@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use callgenius::agent::embedded::EmbeddedResponder;
 use callgenius::agent::turn::TurnEngine;
-use callgenius::models::{Models, moonshine};
-use callgenius::pipeline::resample::resample;
+use callgenius::models::Models;
+use callgenius::pipeline;
 
 use super::booking::{context, read_audio, reply};
 
@@ -67,7 +67,7 @@ async fn day_and_time_hints_do_not_make_day_and_time_answers_worse() {
             continue;
         }
         let (samples, rate) = read_audio(&dir.join(format!("{file}.wav")));
-        let input = resample(&samples, rate, moonshine::SAMPLE_RATE).unwrap();
+        let input = pipeline::speech_input(&samples, rate).unwrap();
         let without = models.stt.transcribe(&input).unwrap();
         let with = models.stt.transcribe_with(&input, &hints).unwrap();
         if with != without {
