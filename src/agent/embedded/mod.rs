@@ -378,16 +378,11 @@ impl Session {
         // "What are your hours on Tuesday?" is a question, not a booking; "Can I book for
         // Tuesday?" is a booking.
         let mut maybe = None;
-        if question && (!wants_booking || intents::is_wh_question(u)) {
-            match self.answer(u).await {
-                Found::Answer(answer) => {
-                    reply.say(answer);
-                    self.after_answer(&mut reply);
-                    return reply;
-                }
-                Found::Maybe { fact, about } => maybe = Some((fact, about)),
-                Found::Nothing => {}
-            }
+        if question
+            && (!wants_booking || intents::is_wh_question(u))
+            && self.answered(u, &mut reply, &mut maybe).await
+        {
+            return reply;
         }
         let when_said = slots.date.is_some() || slots.time.is_some();
         // "What's the weather like tomorrow?" names a day without asking for a booking.
@@ -414,16 +409,8 @@ impl Session {
             self.offer_transfer(&mut reply);
             return reply;
         }
-        if !question {
-            match self.answer(u).await {
-                Found::Answer(answer) => {
-                    reply.say(answer);
-                    self.after_answer(&mut reply);
-                    return reply;
-                }
-                Found::Maybe { fact, about } => maybe = Some((fact, about)),
-                Found::Nothing => {}
-            }
+        if !question && self.answered(u, &mut reply, &mut maybe).await {
+            return reply;
         }
         if intents::is_thanks(u) {
             reply.say(self.style.register().welcome);
@@ -727,6 +714,28 @@ impl Session {
                 None => Found::Nothing,
             },
             _ => Found::Nothing,
+        }
+    }
+
+    /// Answers `u` from the facts into `reply` when they do (true); a near match is kept in
+    /// `maybe` (the fact, and what it is about) for a clarifying question later.
+    async fn answered(
+        &mut self,
+        u: &Utterance,
+        reply: &mut Reply,
+        maybe: &mut Option<(String, String)>,
+    ) -> bool {
+        match self.answer(u).await {
+            Found::Answer(answer) => {
+                reply.say(answer);
+                self.after_answer(reply);
+                true
+            }
+            Found::Maybe { fact, about } => {
+                *maybe = Some((fact, about));
+                false
+            }
+            Found::Nothing => false,
         }
     }
 
