@@ -284,7 +284,7 @@ struct Hearing {
 }
 
 /// The clips of `fixtures/hearing` on `lines`, with the reference recipe's transcripts made
-/// now, on this machine: `fixtures/hearing/reference.py` in the environment `./scripts/setup`
+/// now, on this machine: `fixtures/hearing/reference.py` in the environment `./scripts/test`
 /// makes. Not kept in the repository: ONNX Runtime picks its kernels by processor, and a
 /// near-tie can fall either way on another one (seen: 4 of the 72 16 kHz clips).
 fn hearing_fixtures(lines: &[&str]) -> Vec<Hearing> {
@@ -300,7 +300,7 @@ fn hearing_fixtures(lines: &[&str]) -> Vec<Hearing> {
     let python = venv.join("bin/python");
     assert!(
         python.is_file(),
-        "the reference recipe's environment is not at {}: run ./scripts/setup",
+        "the reference recipe's environment is not at {}: run ./scripts/test (it makes it)",
         venv.display()
     );
     let run = std::process::Command::new(&python)
