@@ -252,7 +252,7 @@ impl Moonshine {
                 let (_, logits) = outputs["logits"]
                     .try_extract_tensor::<f32>()
                     .map_err(&err)?;
-                if hints.sequences.is_empty() {
+                if hints.is_empty() {
                     argmax(logits)
                 } else {
                     let mut biased = logits.to_vec();
